@@ -1,0 +1,1 @@
+"""Pretraining data: objectives (pure functions of token ids), the corpus→shards build, collation."""

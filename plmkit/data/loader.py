@@ -1,0 +1,165 @@
+"""Reading `DATA/train` and `DATA/validation` for training: order, rank slicing, resumable position.
+
+The order of an epoch is a permutation drawn from `example_rng(seed, epoch)`, so it is a pure
+function of (seed, epoch) and a run resumes mid-epoch from two integers, `DataPosition(epoch,
+step)`. Each optimizer step takes the next `batch_size` rows of the order and splits them
+rank-major, then micro-batch-major:
+
+    step s of an epoch, batch_size 8, 2 ranks, --grad-accum 2 (micro-batch 2):
+    order[8s : 8s+8] = r0a0 r0a0 | r0a1 r0a1 | r1a0 r1a0 | r1a1 r1a1
+
+so one process with `--grad-accum 4` sees exactly the rows that two processes with
+`--grad-accum 2` see together. The last `len % batch_size` rows of an epoch's order are not
+used in that epoch (a different set each epoch, since the order is reshuffled).
+
+Shards are memory-mapped Arrow (`datasets.load_from_disk`); rows are read with Arrow takes,
+not Python dicts, and collated in DataLoader workers when `num_workers > 0`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from plmkit.data.objectives import example_rng
+from plmkit.errors import PlmkitError
+
+Collate = Callable[[dict, np.ndarray, int], dict]
+
+
+class ShardSplit:
+    """One split of a DATA directory, memory-mapped; `rows(indices)` returns numpy columns."""
+
+    def __init__(self, path: str | Path):
+        import datasets
+
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise PlmkitError(f"{self.path} is missing: the data directory has no {self.path.name} split",
+                              hint="rebuild it with `plmkit build-data`")
+        try:
+            dataset = datasets.load_from_disk(str(self.path))
+        except Exception as e:  # datasets raises FileNotFoundError / its own errors for broken dirs
+            raise PlmkitError(f"{self.path} is not a readable shard directory ({type(e).__name__}: {e})",
+                              hint="rebuild it with `plmkit build-data`") from e
+        if not isinstance(dataset, datasets.Dataset):
+            raise PlmkitError(f"{self.path} holds several splits, expected one",
+                              hint="pass the DATA directory that `plmkit build-data` wrote")
+        self.dataset = dataset.with_format("arrow")
+        self.columns = list(dataset.column_names)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def rows(self, indices: np.ndarray) -> dict[str, list[np.ndarray] | np.ndarray]:
+        """The rows at `indices`: list columns as lists of 1-D arrays, scalar columns as one array."""
+        table = self.dataset[np.asarray(indices, dtype=np.int64).tolist()]
+        out = {}
+        for name in self.columns:
+            column = table.column(name).combine_chunks()
+            if hasattr(column, "flatten"):  # a list column
+                values = column.flatten().to_numpy(zero_copy_only=False)
+                ends = np.cumsum(column.value_lengths().to_numpy(zero_copy_only=False))
+                out[name] = np.split(values, ends[:-1]) if len(ends) else []
+            else:
+                out[name] = column.to_numpy(zero_copy_only=False)
+        return out
+
+    def num_tokens(self, column: str = "input_ids") -> int:
+        """Total tokens in `column` over the split (from the Arrow offsets; no data is read)."""
+        import pyarrow.compute as pc
+
+        lengths = pc.list_value_length(self.dataset.data.table.column(column))
+        return int(pc.sum(lengths).as_py() or 0)
+
+
+@dataclass
+class DataPosition:
+    """Where training stands in the data: optimizer steps finished in the current epoch."""
+
+    epoch: int = 0
+    step: int = 0
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The row order of one epoch.
+
+    >>> bool((epoch_order(5, 0, 1) == epoch_order(5, 0, 1)).all()), sorted(epoch_order(5, 0, 1).tolist())
+    (True, [0, 1, 2, 3, 4])
+    """
+    return example_rng(seed, epoch).permutation(n)
+
+
+class Batches:
+    """The micro-batches each optimizer step gives to one rank, from any `DataPosition` on."""
+
+    def __init__(self, split: ShardSplit, collate: Collate, *, batch_size: int, grad_accum: int = 1,
+                 rank: int = 0, world_size: int = 1, seed: int = 0, num_workers: int = 0):
+        if batch_size % (world_size * grad_accum):
+            raise PlmkitError(
+                f"--batch-size {batch_size} is not divisible by {world_size} process(es) × --grad-accum {grad_accum}",
+                hint="the global batch is split evenly over processes and micro-batches")
+        if batch_size > len(split):
+            raise PlmkitError(f"--batch-size {batch_size} is larger than the {len(split)} rows of {split.path}",
+                              hint="lower --batch-size or build more data")
+        self.split, self.collate = split, collate
+        self.batch_size, self.grad_accum = batch_size, grad_accum
+        self.rank, self.world_size = rank, world_size
+        self.micro = batch_size // (world_size * grad_accum)
+        self.seed, self.num_workers = seed, num_workers
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.split) // self.batch_size
+
+    def micro_indices(self, order: np.ndarray, step: int, accum: int) -> np.ndarray:
+        """Row indices of micro-batch `accum` of `step` for this rank."""
+        start = step * self.batch_size + (self.rank * self.grad_accum + accum) * self.micro
+        return order[start : start + self.micro]
+
+    def __call__(self, position: DataPosition) -> Iterator[tuple[DataPosition, list[dict]]]:
+        """Yield (position after the step, its micro-batches) forever, epoch after epoch."""
+        epoch, step = position.epoch, position.step
+        while True:
+            if step >= self.steps_per_epoch:
+                epoch, step = epoch + 1, 0
+            micro = self._epoch(epoch, step)
+            for s in range(step, self.steps_per_epoch):
+                yield DataPosition(epoch, s + 1), [next(micro) for _ in range(self.grad_accum)]
+            step = self.steps_per_epoch
+
+    def _epoch(self, epoch: int, first_step: int) -> Iterator[dict]:
+        items = _MicroBatches(self, epoch_order(len(self.split), self.seed, epoch), epoch, first_step)
+        if self.num_workers == 0:
+            return iter(items[i] for i in range(len(items)))
+        return iter(torch.utils.data.DataLoader(items, batch_size=None, num_workers=self.num_workers,
+                                                prefetch_factor=4, persistent_workers=False))
+
+
+class _MicroBatches(torch.utils.data.Dataset):
+    """Map-style view of one epoch's remaining micro-batches, so DataLoader workers can collate them."""
+
+    def __init__(self, batches: Batches, order: np.ndarray, epoch: int, first_step: int):
+        self.batches, self.order, self.epoch, self.first_step = batches, order, epoch, first_step
+
+    def __len__(self) -> int:
+        return (self.batches.steps_per_epoch - self.first_step) * self.batches.grad_accum
+
+    def __getitem__(self, k: int) -> dict:
+        b = self.batches
+        step, accum = self.first_step + k // b.grad_accum, k % b.grad_accum
+        indices = b.micro_indices(self.order, step, accum)
+        return b.collate(b.split.rows(indices), indices, self.epoch)
+
+
+def eval_batches(split: ShardSplit, collate: Collate, batch_size: int, rank: int = 0,
+                 world_size: int = 1) -> Iterator[dict]:
+    """The whole split in order, this rank's share (every `world_size`-th batch), epoch 0 masking."""
+    starts = range(rank * batch_size, len(split), world_size * batch_size)
+    for start in starts:
+        indices = np.arange(start, min(start + batch_size, len(split)))
+        yield collate(split.rows(indices), indices, 0)
