@@ -81,7 +81,7 @@ def _select_ngrams(lengths: np.ndarray, order: np.ndarray, ns: np.ndarray, budge
     n_units = lengths.size
     cum = np.concatenate(([0], np.cumsum(lengths))).tolist()
     covered = bytearray(n_units)
-    for i, n in zip(order.tolist(), ns[order].tolist()):
+    for i, n in zip(order.tolist(), ns[order].tolist(), strict=True):
         if budget <= 0:
             break
         while n >= 1 and cum[min(i + n, n_units)] - cum[i] > budget:
