@@ -7,6 +7,8 @@ unit boundaries, interleaving) before being pinned; the comment beside each says
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -77,6 +79,12 @@ def test_special_ids_masks_and_replacement_pool():
     assert SP.special_array.tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, *range(90, 100)]
     assert SP.is_special(np.array([1, 10, 99, 89, 3])).tolist() == [True, False, True, False, True]
     assert SP.nonspecial_array.tolist() == list(range(9, 90))
+
+
+def test_special_ids_travel_to_worker_processes():
+    clone = pickle.loads(pickle.dumps(SP))
+    assert clone.sentinels == SP.sentinels and np.array_equal(clone.nonspecial_array, SP.nonspecial_array)
+    assert clone.is_special(np.array([3, 50])).tolist() == [True, False]
 
 
 def test_special_ids_from_a_tokenizer_object():
