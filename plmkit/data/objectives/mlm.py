@@ -118,8 +118,9 @@ def select_positions(
         chosen = np.zeros(lengths.size, dtype=bool)
         chosen[_select_prefix(lengths, order, budget)] = True
     else:
-        pvals = 1.0 / np.arange(1, ngram + 1)
-        ns = rng.choice(ngram, size=lengths.size, p=pvals / pvals.sum()) + 1
+        cdf = np.cumsum(1.0 / np.arange(1, ngram + 1))  # P(n) ∝ 1/n (ALBERT's favor_shorter_ngram)
+        cdf /= cdf[-1]
+        ns = np.searchsorted(cdf, rng.random(lengths.size), side="right") + 1
         chosen = _select_ngrams(lengths, order, ns, budget)
     return cand[np.repeat(chosen, lengths)]
 
