@@ -12,12 +12,19 @@ import sys
 
 import typer
 
+# Command modules register themselves on import; one line each, in pipeline order.
+# COMMANDS is the CLI's command surface (tests/test_cli.py asserts it).
+from plmkit.cli import (
+    eval,  # noqa: F401
+    export,  # noqa: F401
+    inspect,  # noqa: F401
+    tokenize,  # noqa: F401
+    train,  # noqa: F401
+)
 from plmkit.cli.app import app
 from plmkit.errors import PlmkitError
 
-# Command modules register themselves on import; one line each, in pipeline order.
-# COMMANDS is the CLI's command surface (tests/test_cli.py asserts it).
-COMMANDS: list[str] = []
+COMMANDS: list[str] = ["tokenize", "inspect", "train", "eval", "export"]
 
 
 def main(argv: list[str] | None = None) -> None:

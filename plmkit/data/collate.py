@@ -78,7 +78,7 @@ class Collator:
         batch = {}
         for name, column in rows.items():
             if name in SCALAR_COLUMNS:
-                batch[name] = np.asarray(column, dtype=np.int64)
+                batch[name] = np.array(column, dtype=np.int64)  # a copy: Arrow memory is read-only
             elif name == "labels":
                 batch[name] = pad_rows(column, IGNORE_INDEX)
             elif name == "input_ids":
@@ -92,10 +92,22 @@ class Collator:
     def mask(self, ids: list[np.ndarray], special: list[np.ndarray], indices: np.ndarray, epoch: int):
         """Dynamic MLM: each row masked with its own generator from (seed, epoch, row index)."""
         inputs, labels = [], []
-        for row, row_special, index in zip(ids, special, indices):
+        for row, row_special, index in zip(ids, special, indices, strict=True):
             rng = example_rng(self.seed, epoch, int(index))
             masked, lab = self.mask_spec.apply(row, np.asarray(row_special, dtype=bool), rng, self.specials,
                                                self.word_start_table)
             inputs.append(masked)
             labels.append(lab)
         return inputs, labels
+
+
+def collator_for(data, seed: int) -> Collator:
+    """The collator for a `RunData`'s objective; `--dynamic` MLM shards (no labels) are masked here."""
+    mask_spec, word_starts = None, None
+    if data.objective in ("mlm", "nsp", "sop") and "labels" not in data.train.columns:
+        params = data.manifest["params"]
+        fields = ("mask_prob", "max_predictions", "mask_replace", "random_replace", "ngram")
+        mask_spec = MaskSpec(**{k: params[k] for k in fields if params.get(k) is not None})
+        if params.get("whole_word"):
+            word_starts = data.tokenizer.word_start_mask(np.arange(data.tokenizer.vocab_size)).astype(bool)
+    return Collator(data.objective, data.specials, mask_spec=mask_spec, seed=seed, word_start_table=word_starts)

@@ -21,12 +21,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from plmkit.data.objectives import example_rng
+from plmkit.data.objectives import SpecialIds, example_rng
 from plmkit.errors import PlmkitError
+from plmkit.manifest import read_manifest, require_upstream
 
 Collate = Callable[[dict, np.ndarray, int], dict]
 
@@ -157,9 +159,63 @@ class _MicroBatches(torch.utils.data.Dataset):
 
 
 def eval_batches(split: ShardSplit, collate: Collate, batch_size: int, rank: int = 0,
-                 world_size: int = 1) -> Iterator[dict]:
-    """The whole split in order, this rank's share (every `world_size`-th batch), epoch 0 masking."""
-    starts = range(rank * batch_size, len(split), world_size * batch_size)
-    for start in starts:
+                 world_size: int = 1) -> Iterator[tuple[dict, bool]]:
+    """The whole split in order as (batch, counted): this rank's share is every `world_size`-th batch.
+
+    Every rank yields the same number of batches (FSDP needs matching forward passes); a rank
+    with one fewer repeats a batch with `counted=False`. Masking uses epoch 0's generators, so
+    the validation set is the same at every evaluation.
+    """
+    num_batches = -(-len(split) // batch_size)
+    per_rank = -(-num_batches // world_size)
+    for i in range(per_rank):
+        b = i * world_size + rank
+        counted = b < num_batches
+        start = (b if counted else 0) * batch_size
         indices = np.arange(start, min(start + batch_size, len(split)))
-        yield collate(split.rows(indices), indices, 0)
+        yield collate(split.rows(indices), indices, 0), counted
+
+
+# ---- a whole DATA directory ----------------------------------------------------------------
+
+@dataclass
+class RunData:
+    """A checked DATA directory: its manifest, objective, tokenizer and splits."""
+
+    path: Path
+    manifest: dict[str, Any]
+    objective: str
+    seq_len: int
+    tokenizer: Any
+    specials: SpecialIds
+    train: ShardSplit
+    validation: ShardSplit | None
+
+    def split(self, name: str) -> ShardSplit:
+        return {"train": self.train, "validation": self.validation}.get(name) or ShardSplit(self.path / name)
+
+
+def open_data(path: str | Path, flag: str = "--data") -> RunData:
+    """Read and check a DATA directory: manifest, its tokenizer (must be the one it was built with), splits."""
+    from plmkit.tokenization import load_tokenizer
+
+    path = Path(path)
+    manifest = read_manifest(path, "data", flag=flag)
+    tok = load_tokenizer(path / "tokenizer", flag=flag)
+    require_upstream(manifest, tok.manifest, "its tokenizer/ folder was replaced",
+                     "rebuild the shards with `plmkit build-data`")
+    params = manifest["params"]
+    validation = ShardSplit(path / "validation") if (path / "validation").is_dir() else None
+    return RunData(path=path, manifest=manifest, objective=params["objective"], seq_len=int(params.get("seq_len", 0)),
+                   tokenizer=tok, specials=SpecialIds.from_tokenizer(tok), train=ShardSplit(path / "train"),
+                   validation=validation if validation is not None and len(validation) else None)
+
+
+def check_objective(family: str, objective: str, flag: str = "--data") -> None:
+    """A one-line error unless `family` trains on `objective` shards."""
+    from plmkit.models import FAMILY_OBJECTIVES
+
+    allowed = FAMILY_OBJECTIVES[family]
+    if objective not in allowed:
+        raise PlmkitError(f"a {family} model trains on {' or '.join(allowed)} shards, but {flag} holds {objective} shards",
+                          hint=f"build data with `plmkit build-data … --objective {allowed[0]}`")
