@@ -1,0 +1,213 @@
+"""One unit of build work: a chunk of consecutive documents of one split → rows and statistics.
+
+`build.py` cuts each split into chunks whose boundaries depend only on the corpus and the
+parameters (never on the worker count) and hands them to `ChunkWorker`, in the main process or
+in worker processes. A chunk's rows are a pure function of its documents, their global indices
+and the parameters, so the output is the same however chunks are spread over processes:
+
+* objectives that work per document (mlm, nsp, sop, glm) draw from `example_rng(seed, 0, d)`,
+  document `d`'s own generator; NSP's "random next" document is another document of the same
+  chunk (`pairs.other_document_sampler`);
+* objectives that pack across documents within the chunk (mlm `--cross-documents`, t5-span)
+  draw from `example_rng(seed, 1, first document of the chunk)`; the chunk's last packed row
+  may be shorter than `seq_len`;
+* clm returns the chunk's EOS-joined token stream as a single row: the main process packs the
+  stream of a whole split into blocks, so clm blocks cross chunk boundaries.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from plmkit.data.objectives import IGNORE_INDEX, SpecialIds, example_rng
+from plmkit.data.objectives.clm import BlockPacker, clm_document
+from plmkit.data.objectives.glm import glm_examples
+from plmkit.data.objectives.mlm import MaskSpec, MlmPacker, mlm_dynamic_example, mlm_example, mlm_segments
+from plmkit.data.objectives.pairs import nsp_examples, other_document_sampler, sop_examples
+from plmkit.data.objectives.spans import span_corrupt, t5_input_target_lengths
+from plmkit.data.shards import RowBlock
+
+PER_DOCUMENT, PER_CHUNK = 0, 1  # first key of example_rng after the seed
+
+
+@dataclass
+class Chunk:
+    """Consecutive documents of one split: `index` counts the split's chunks from 0."""
+
+    split: str
+    index: int
+    doc_ids: list[int] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    nbytes: int = 0
+
+
+@dataclass
+class ChunkResult:
+    split: str
+    index: int
+    block: RowBlock
+    stats: dict[str, int]
+
+
+class ChunkWorker:
+    """Turns chunks into rows for one build (tokenizer and parameters fixed)."""
+
+    def __init__(self, tok, params: dict[str, Any]):
+        self.tok, self.p = tok, params
+        self.specials = SpecialIds.from_tokenizer(tok)
+        self.objective = params["objective"]
+        self.spec = None
+        if "mask_replace" in params:
+            self.spec = MaskSpec(params["mask_prob"], params["max_predictions"], params["mask_replace"],
+                                 params["random_replace"], params["ngram"])
+        self.word_starts = None
+        if params.get("whole_word"):
+            self.word_starts = np.asarray(tok.word_start_mask(np.arange(tok.vocab_size)), dtype=bool)
+        self.sentinels = np.asarray(tok.sentinel_ids, dtype=np.int32)
+
+    def __call__(self, chunk: Chunk) -> ChunkResult:
+        seed = self.p["seed"]
+        if self.objective in ("nsp", "sop"):
+            docs = self._encode_sentences(chunk.texts)
+            rows = self._pair_rows(chunk, docs, seed)
+            stats = {"doc_tokens": sum(int(s.size) for d in docs for s in d)}
+        else:
+            docs = self.tok.encode_batch(chunk.texts)
+            stats = {"doc_tokens": sum(int(d.size) for d in docs)}
+            rows = _ROWS[self.objective](self, chunk, docs, seed)
+        block = rows if isinstance(rows, RowBlock) else RowBlock.from_rows(rows)
+        stats.update(documents=len(chunk.texts), bytes=chunk.nbytes, **self.row_stats(block, stats["doc_tokens"]))
+        return ChunkResult(chunk.split, chunk.index, block, stats)
+
+    def _encode_sentences(self, texts: list[str]) -> list[list[np.ndarray]]:
+        from plmkit.corpus import split_sentences
+
+        per_doc = [split_sentences(t) for t in texts]
+        flat = self.tok.encode_batch([s for doc in per_doc for s in doc])
+        out, at = [], 0
+        for doc in per_doc:
+            out.append([ids for ids in flat[at : at + len(doc)] if ids.size])
+            at += len(doc)
+        return out
+
+    # ---------------------------------------------------------------- objectives
+
+    def _mlm_rows(self, chunk: Chunk, docs: list[np.ndarray], seed: int) -> list[dict]:
+        sp, seq_len = self.specials, self.p["seq_len"]
+        if self.p["cross_documents"]:
+            packer = MlmPacker(seq_len, sp)
+            segments = [s for d in docs for s in packer.add(d)] + packer.finish()
+            rngs = [example_rng(seed, PER_CHUNK, chunk.doc_ids[0])] * len(segments)
+        else:
+            segments, rngs = [], []
+            for d, ids in zip(chunk.doc_ids, docs, strict=True):
+                doc_segments = mlm_segments(ids, seq_len, sp)
+                segments += doc_segments
+                if doc_segments:  # one generator per document, shared by its segments in order
+                    rngs += [example_rng(seed, PER_DOCUMENT, d)] * len(doc_segments)
+        if self.p["dynamic"]:
+            return [mlm_dynamic_example(s, sp) for s in segments]
+        return [mlm_example(s, rng, sp, self.spec, self.word_starts) for s, rng in zip(segments, rngs, strict=True)]
+
+    def _pair_rows(self, chunk: Chunk, docs: list[list[np.ndarray]], seed: int) -> list[dict]:
+        common = {"seq_len": self.p["seq_len"], "specials": self.specials, "short_seq_prob": self.p["short_seq_prob"],
+                  "spec": self.spec, "word_start_table": self.word_starts}
+        rows = []
+        for i, (d, sentences) in enumerate(zip(chunk.doc_ids, docs, strict=True)):
+            rng = example_rng(seed, PER_DOCUMENT, d)
+            if self.objective == "nsp":
+                rows += nsp_examples(sentences, rng, sample_other=other_document_sampler(docs, i), **common)
+            else:
+                rows += sop_examples(sentences, rng, **common)
+        return rows
+
+    def _t5_rows(self, chunk: Chunk, docs: list[np.ndarray], seed: int) -> list[dict]:
+        # T5 concatenates documents without a separator before splitting (data-objectives.md §4.2).
+        raw_len, _ = t5_input_target_lengths(self.p["seq_len"], self.p["noise_density"], self.p["mean_span"])
+        packer = BlockPacker(raw_len)
+        pieces = [b for d in docs for b in packer.add(d)] + packer.finish()
+        rng = example_rng(seed, PER_CHUNK, chunk.doc_ids[0])
+        return [span_corrupt(b, rng, sentinels=self.sentinels, eos=self.specials.eos,
+                             noise_density=self.p["noise_density"], mean_span=self.p["mean_span"]) for b in pieces]
+
+    def _glm_rows(self, chunk: Chunk, docs: list[np.ndarray], seed: int) -> list[dict]:
+        rows = []
+        for d, ids in zip(chunk.doc_ids, docs, strict=True):
+            rows += glm_examples(ids, example_rng(seed, PER_DOCUMENT, d), seq_len=self.p["seq_len"],
+                                 specials=self.specials, mask_prob=self.p["mask_prob"],
+                                 poisson_lambda=self.p["poisson_lambda"])
+        return rows
+
+    def _clm_rows(self, chunk: Chunk, docs: list[np.ndarray], seed: int) -> RowBlock:
+        stream = [clm_document(ids, self.specials, self.p["bos"]) for ids in docs]
+        return RowBlock.from_lists("input_ids", [np.concatenate(stream)] if stream else [])
+
+    # ---------------------------------------------------------------- statistics
+
+    def row_stats(self, block: RowBlock, doc_tokens: int) -> dict[str, int]:
+        """Additive counts for the summary (examples, tokens, and what the objective predicts)."""
+        stats = {"examples": block.num_rows, "tokens": int(block.values["input_ids"].size) if block.num_rows else 0}
+        if not block.num_rows:
+            return stats
+        v = block.values
+        if self.objective in ("mlm", "nsp", "sop") and "labels" in v:
+            stats.update(masking_counts(v["input_ids"], v["labels"], v["special_tokens_mask"], self.specials.mask))
+        for label in ("next_sentence_label", "sentence_order_label"):
+            if label in v:
+                stats["label_1"] = int(np.count_nonzero(v[label]))
+        if self.objective == "t5-span":
+            # labels = S0 X0 S1 X1 … EOS: the noise tokens are everything but sentinels and the EOS
+            noise = int(np.count_nonzero(~np.isin(v["labels"], self.sentinels))) - block.num_rows
+            stats.update(noise=noise, raw_tokens=doc_tokens)
+        if self.objective == "glm":
+            targets = v["labels"][v["labels"] != IGNORE_INDEX]
+            stats.update(noise=int(np.count_nonzero(targets != self.specials.eop)), raw_tokens=doc_tokens)
+        return stats
+
+
+def masking_counts(input_ids: np.ndarray, labels: np.ndarray, special: np.ndarray, mask_id: int) -> dict[str, int]:
+    """How many tokens are maskable and predicted, and how the predicted ones were replaced.
+
+    A random replacement that happens to draw the original id counts as kept.
+
+    >>> masking_counts(np.array([2, 4, 9, 7, 3]), np.array([-100, 5, 6, 7, -100]), np.array([1, 0, 0, 0, 1]), 4)
+    {'maskable': 3, 'predicted': 3, 'masked': 1, 'random': 1, 'kept': 1}
+    """
+    predicted = labels != IGNORE_INDEX
+    inp, lab = input_ids[predicted], labels[predicted]
+    masked = int(np.count_nonzero(inp == mask_id))
+    kept = int(np.count_nonzero((inp == lab) & (inp != mask_id)))
+    n = int(inp.size)
+    return {"maskable": int(np.count_nonzero(special == 0)), "predicted": n, "masked": masked,
+            "random": n - masked - kept, "kept": kept}
+
+
+_ROWS: dict[str, Callable] = {
+    "mlm": ChunkWorker._mlm_rows, "t5-span": ChunkWorker._t5_rows, "glm": ChunkWorker._glm_rows,
+    "clm": ChunkWorker._clm_rows,
+}
+
+
+# --------------------------------------------------------------------------- worker processes
+
+_WORKER: ChunkWorker | None = None
+
+
+def init_worker(tokenizer_dir: str, params: dict[str, Any]) -> None:
+    """Pool initializer: one encoding thread per process (the processes are the parallelism)."""
+    global _WORKER
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    os.environ["RAYON_NUM_THREADS"] = "1"
+    from plmkit.tokenization import load_tokenizer
+
+    _WORKER = ChunkWorker(load_tokenizer(tokenizer_dir), params)
+
+
+def run_chunk(chunk: Chunk) -> ChunkResult:
+    assert _WORKER is not None, "init_worker was not called"
+    return _WORKER(chunk)
