@@ -15,8 +15,10 @@ import typer
 # Command modules register themselves on import; one line each, in pipeline order.
 # COMMANDS is the CLI's command surface (tests/test_cli.py asserts it).
 from plmkit.cli import (
+    build_data,  # noqa: F401
     eval,  # noqa: F401
     export,  # noqa: F401
+    generate,  # noqa: F401
     inspect,  # noqa: F401
     tokenize,  # noqa: F401
     train,  # noqa: F401
@@ -24,7 +26,7 @@ from plmkit.cli import (
 from plmkit.cli.app import app
 from plmkit.errors import PlmkitError
 
-COMMANDS: list[str] = ["tokenize", "inspect", "train", "eval", "export"]
+COMMANDS: list[str] = ["tokenize", "build-data", "inspect", "train", "eval", "generate", "export"]
 
 
 def main(argv: list[str] | None = None) -> None:
