@@ -45,8 +45,9 @@ def text_normalizers(kind: str, lowercase: bool, strip_accents: bool) -> list[no
     return steps
 
 
-def wordpiece(lowercase: bool, strip_accents: bool, unk: str) -> Tokenizer:
-    tok = Tokenizer(models.WordPiece(unk_token=unk, continuing_subword_prefix="##", max_input_chars_per_word=100))
+def wordpiece(lowercase: bool, strip_accents: bool, unk: str, vocab: dict[str, int] | None = None) -> Tokenizer:
+    tok = Tokenizer(models.WordPiece(vocab, unk_token=unk, continuing_subword_prefix="##",
+                                     max_input_chars_per_word=100))
     tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
                                                 strip_accents=strip_accents, lowercase=lowercase)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
@@ -64,17 +65,49 @@ def byte_level_bpe(lowercase: bool, strip_accents: bool) -> Tokenizer:
     return tok
 
 
-def trainer(kind: str, vocab_size: int, min_frequency: int, specials: list[str]) -> trainers.Trainer:
+def wordpiece_alphabet(char_counts: dict[str, int], tok: Tokenizer, limit: int) -> tuple[list[str], list[str]]:
+    """The characters a WordPiece vocabulary keeps, and those that get a `##` continuation piece.
+
+    `tokenizers`' WordPiece trainer is not deterministic (tokenizers#1794): it numbers the `##c`
+    pieces in hash-map order, and those numbers break ties between equally frequent merges. plmkit
+    therefore names them up front, sorted, so that their ids, and every merge, are fixed. The
+    alphabet is the `limit` most frequent characters after normalisation (ties by code point);
+    punctuation and CJK ideographs are words of their own and never continue one.
+
+    >>> t = wordpiece(True, True, "[UNK]")
+    >>> wordpiece_alphabet({"A": 5, "é": 3, "b": 1, "中": 2, ",": 9, " ": 9}, t, 4)
+    ([',', 'a', 'e', '中'], ['a', 'e'])
+    """
+    normalized: dict[str, int] = {}
+    for ch, n in char_counts.items():
+        for c in tok.normalizer.normalize_str(ch):
+            normalized[c] = normalized.get(c, 0) + n
+    chars = sorted((c for c in normalized if not c.isspace()), key=lambda c: (-normalized[c], c))[:limit]
+    isolated = tok.pre_tokenizer.pre_tokenize_str
+    continuing = [c for c in sorted(chars) if len(isolated(f"a{c}a")) == 1 and not _is_cjk(c)]
+    return sorted(chars), continuing
+
+
+def _is_cjk(c: str) -> bool:
+    """CJK ideographs, as BertNormalizer's `handle_chinese_chars` splits them."""
+    cp = ord(c)
+    return (0x4E00 <= cp <= 0x9FFF or 0x3400 <= cp <= 0x4DBF or 0x20000 <= cp <= 0x2FA1F or 0xF900 <= cp <= 0xFAFF)
+
+
+def trainer(kind: str, vocab_size: int, min_frequency: int, specials: list[str],
+            alphabet: tuple[list[str], list[str]] | None = None) -> trainers.Trainer:
     """The `tokenizers` trainer for wordpiece/bpe; special tokens take ids 0…len(specials)-1.
 
-    WordPiece keeps every character it sees unless told otherwise, so a corpus with many
-    distinct characters (Chinese) could overshoot a small vocabulary; `limit_alphabet` keeps
-    single characters (and their `##` forms) to at most the learnable part of the vocabulary.
+    WordPiece: `alphabet` is `wordpiece_alphabet`'s result; the `##c` pieces follow the special
+    tokens (they are registered as trainer "special tokens" only to fix their ids; `finish`
+    makes them ordinary pieces again).
     """
     if kind == "wordpiece":
+        chars, continuing = alphabet
         return trainers.WordPieceTrainer(
-            vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials, show_progress=False,
-            limit_alphabet=max(1, (vocab_size - len(specials)) // 2), continuing_subword_prefix="##")
+            vocab_size=vocab_size, min_frequency=min_frequency, show_progress=False,
+            special_tokens=specials + [f"##{c}" for c in continuing], initial_alphabet=chars,
+            limit_alphabet=len(chars), continuing_subword_prefix="##")
     return trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials,
                                show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
 

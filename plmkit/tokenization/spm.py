@@ -196,16 +196,48 @@ def train(documents: Iterable[str], kind: str, vocab_size: int, specials: list[s
     user = [t for t in specials if t not in {roles[r] for r in ("pad", "unk", "bos", "eos")}]
     sp.set_random_generator_seed(seed)
     out = io.BytesIO()
+    lines = _Guarded(_lines(documents))
     try:
         sp.SentencePieceTrainer.train(
-            sentence_iterator=_lines(documents), model_writer=out, vocab_size=vocab_size,
+            sentence_iterator=lines, model_writer=out, vocab_size=vocab_size,
             user_defined_symbols=user, input_sentence_size=max_sentences, shuffle_input_sentence=True,
             hard_vocab_limit=not allow_smaller_vocab, max_sentence_length=1 << 20, num_threads=num_threads,
             minloglevel=2, **meta, **TRAINER_OPTIONS[kind],
         )
     except RuntimeError as e:
+        if lines.error is not None:  # the corpus reader failed (bad UTF-8, Ctrl-C): that error, not the wrapper's
+            raise lines.error from None
+        if lines.count == 0:
+            from plmkit.tokenization.train import no_documents
+
+            raise no_documents() from None
         raise _explain(str(e), vocab_size) from e
     return out.getvalue()
+
+
+class _Guarded:
+    """An iterator that remembers the exception its source raised.
+
+    SentencePiece turns an exception raised inside `sentence_iterator` into a RuntimeError
+    holding only its text; keeping the original lets a `PlmkitError` or a Ctrl-C pass unchanged.
+    """
+
+    def __init__(self, source: Iterator[str]):
+        self.source, self.error, self.count = source, None, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        try:
+            line = next(self.source)
+            self.count += 1
+            return line
+        except StopIteration:
+            raise
+        except BaseException as e:
+            self.error = e
+            raise
 
 
 def _explain(message: str, vocab_size: int) -> PlmkitError:
@@ -223,6 +255,4 @@ def _explain(message: str, vocab_size: int) -> PlmkitError:
         return PlmkitError(
             f"--vocab-size {vocab_size} is too small for the corpus's characters and the special tokens "
             f"(SentencePiece needs {need})", hint=f"pass --vocab-size {need} or more")
-    if "input sentences" in message.lower() or "no sentence" in message.lower():
-        return PlmkitError("the corpus has no text to train on", hint="check the CORPUS paths and --text-field")
     return PlmkitError(f"SentencePiece training failed: {message.strip().splitlines()[-1]}")

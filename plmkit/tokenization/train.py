@@ -17,6 +17,7 @@ flag the realised size is what the manifest records (`vocab_size`), beside the r
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -164,8 +165,7 @@ def train_tokenizer(documents: Iterable[str], out: str | os.PathLike, spec: Toke
         split = _Split(documents)
         tok, spm_model = _train(split, spec, total_mb, progress)
         if split.num_documents == 0:
-            raise PlmkitError("the corpus has no documents: nothing to train on",
-                              hint="check the CORPUS paths, --text-field and --doc-per-line")
+            raise no_documents()
         _check_realised(tok.get_vocab_size(), spec)
         progress.start("writing the tokenizer")
         specials = special_tokens(spec.names)
@@ -186,6 +186,11 @@ def train_tokenizer(documents: Iterable[str], out: str | os.PathLike, spec: Toke
     return manifest
 
 
+def no_documents() -> PlmkitError:
+    return PlmkitError("the corpus has no documents: nothing to train on",
+                       hint="check the CORPUS paths, --text-field and --doc-per-line")
+
+
 def _train(split: _Split, spec: TokenizerSpec, total_mb: float | None, progress: Progress):
     """Run the library trainer; returns (tokenizers.Tokenizer, spm.model bytes or None).
 
@@ -202,14 +207,44 @@ def _train(split: _Split, spec: TokenizerSpec, total_mb: float | None, progress:
                           seed=spec.seed, allow_smaller_vocab=spec.allow_smaller_vocab,
                           num_threads=os.cpu_count() or 1)
         return spm.to_tokenizer(model, pre), model
-    if spec.kind == "wordpiece":
-        tok = pipelines.wordpiece(spec.lowercase, spec.strip_accents, names["unk"])
-    else:
+    if spec.kind == "bpe":
         tok = pipelines.byte_level_bpe(spec.lowercase, spec.strip_accents)
-    trainer = pipelines.trainer(spec.kind, spec.vocab_size, spec.min_frequency, specials)
+        trainer = pipelines.trainer(spec.kind, spec.vocab_size, spec.min_frequency, specials)
+    else:
+        tok = pipelines.wordpiece(spec.lowercase, spec.strip_accents, names["unk"])
+        counts = _char_counts(split.documents, progress, total_mb)
+        progress.start(f"training {spec.kind}: reading the corpus", total=total_mb, unit="MB")
+        alphabet = pipelines.wordpiece_alphabet(counts, tok, max(1, (spec.vocab_size - len(specials)) // 2))
+        trainer = pipelines.trainer(spec.kind, spec.vocab_size, spec.min_frequency, specials, alphabet)
     batches = _phases(_batches(split), split, progress, f"training {spec.kind}: learning the merges")
     tok.train_from_iterator(batches, trainer=trainer)
+    if spec.kind == "wordpiece":  # a fresh pipeline: the `##c` pieces were trainer "special tokens"
+        tok = pipelines.wordpiece(spec.lowercase, spec.strip_accents, names["unk"], tok.get_vocab())
     return tok, None
+
+
+def _char_counts(documents: Iterable[str], progress: Progress, total_mb: float | None) -> dict[str, int]:
+    """How often each character occurs: a first pass over the corpus (WordPiece needs the alphabet
+    before training; see `pipelines.wordpiece_alphabet`). Counted a megabyte at a time with numpy:
+    a per-character Python loop would cost more than the training."""
+    import numpy as np
+
+    if iter(documents) is documents:
+        raise TypeError("wordpiece training reads the documents twice: pass a list or a re-iterable, "
+                        "not an iterator")
+    progress.start("training wordpiece: counting characters", total=total_mb, unit="MB")
+    counts = np.zeros(0x110000, dtype=np.int64)
+    chunk: list[str] = []
+    size = 0
+    for doc in itertools.chain(documents, [None]):  # None: flush the last chunk
+        if doc is not None:
+            chunk.append(doc)
+            size += len(doc)
+        if size >= 1 << 20 or (doc is None and chunk):
+            codes = np.frombuffer("".join(chunk).encode("utf-32-le", errors="surrogatepass"), dtype=np.uint32)
+            counts += np.bincount(codes, minlength=len(counts))
+            chunk, size = [], 0
+    return {chr(c): int(counts[c]) for c in np.flatnonzero(counts)}
 
 
 def _normalized(docs: Iterable[str], steps: list) -> Iterator[str]:
@@ -261,8 +296,11 @@ def _write_files(d: Path, tok, spec: TokenizerSpec, ids: dict[str, Any], spm_mod
         atomic_write_text(d / "vocab.txt", "".join(f"{t}\n" for t, _ in vocab))
     special_map = hf_special_tokens_map(ids, spec)
     atomic_write_text(d / "special_tokens_map.json", _json(special_map))
+    pair_types = PRESETS[spec.preset].pair is not None and ":1" in PRESETS[spec.preset].pair
     config = {"tokenizer_class": "PreTrainedTokenizerFast", "clean_up_tokenization_spaces": False,
-              "model_max_length": 1_000_000_000_000_000_019_884_624_838_656, **special_map}
+              "model_max_length": 1_000_000_000_000_000_019_884_624_838_656,
+              "model_input_names": ["input_ids", "token_type_ids", "attention_mask"] if pair_types
+              else ["input_ids", "attention_mask"], **special_map}
     if spec.kind == "wordpiece":
         config["do_lower_case"] = spec.lowercase
     atomic_write_text(d / "tokenizer_config.json", _json(config))
