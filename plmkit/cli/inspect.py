@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from plmkit.cli.app import app
+from plmkit.cli.inspect_data import render_data
 
 SAMPLE = "Tokenizers split unbelievable words like naïve “café” into pieces. 分词器把句子切成小块。😀"
 
@@ -55,7 +56,7 @@ def render_tokenizer(manifest: dict[str, Any], text: str | None = None, **_: Any
 
 
 # stage (as in plmkit.json) → renderer; later stages add theirs here.
-RENDERERS = {"tokenizer": render_tokenizer}
+RENDERERS = {"tokenizer": render_tokenizer, "data": render_data}
 
 
 @app.command("inspect", epilog="Example: plmkit inspect TOK --text 'Hello, 世界!'")

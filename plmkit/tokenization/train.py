@@ -198,8 +198,9 @@ def _train(split: _Split, spec: TokenizerSpec, total_mb: float | None, progress:
     out the library works on its own (merges, EM) and the display says so.
     """
     names, specials = spec.names, special_tokens(spec.names)
-    progress.start(f"training {spec.kind}: reading the corpus", total=total_mb, unit="MB")
+    reading = f"training {spec.kind}: reading the corpus"
     if spec.kind in SENTENCEPIECE_KINDS:
+        progress.start(reading, total=total_mb, unit="MB")
         pre = pipelines.text_normalizers(spec.kind, spec.lowercase, spec.strip_accents)
         docs = _phases(_normalized(split, pre) if pre else split, split, progress,
                        f"training {spec.kind}: SentencePiece is learning the pieces")
@@ -210,10 +211,11 @@ def _train(split: _Split, spec: TokenizerSpec, total_mb: float | None, progress:
     if spec.kind == "bpe":
         tok = pipelines.byte_level_bpe(spec.lowercase, spec.strip_accents)
         trainer = pipelines.trainer(spec.kind, spec.vocab_size, spec.min_frequency, specials)
+        progress.start(reading, total=total_mb, unit="MB")
     else:
         tok = pipelines.wordpiece(spec.lowercase, spec.strip_accents, names["unk"])
         counts = _char_counts(split.documents, progress, total_mb)
-        progress.start(f"training {spec.kind}: reading the corpus", total=total_mb, unit="MB")
+        progress.start(reading, total=total_mb, unit="MB")
         alphabet = pipelines.wordpiece_alphabet(counts, tok, max(1, (spec.vocab_size - len(specials)) // 2))
         trainer = pipelines.trainer(spec.kind, spec.vocab_size, spec.min_frequency, specials, alphabet)
     batches = _phases(_batches(split), split, progress, f"training {spec.kind}: learning the merges")
@@ -329,8 +331,12 @@ def train_from_corpus(sources: Sequence[str | os.PathLike], out: str | os.PathLi
         raise PlmkitError("no CORPUS given", hint="pass one or more files, globs or folders")
     inputs = describe_sources(sources)
     reader = {"doc_per_line": doc_per_line, "text_field": text_field, "encoding_errors": encoding_errors}
-    docs = iter_documents(sources, doc_per_line=doc_per_line, text_field=text_field,
-                          encoding_errors=encoding_errors, progress=_Megabytes(progress))
+    class Documents:  # re-iterable: each pass reads the corpus afresh (WordPiece makes two)
+        def __iter__(self):
+            return iter_documents(sources, doc_per_line=doc_per_line, text_field=text_field,
+                                  encoding_errors=encoding_errors, progress=_Megabytes(progress))
+
+    docs = Documents()
     sizes = [i.get("bytes") for i in inputs]
     total_mb = sum(sizes) / 1e6 if None not in sizes else None
     return train_tokenizer(docs, out, spec, inputs=inputs, reader=reader, total_mb=total_mb, force=force,
