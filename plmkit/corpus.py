@@ -229,6 +229,9 @@ def iter_documents(
 ) -> Iterator[str]:
     """Stream the documents of `sources`, source after source, in a deterministic order.
 
+    Sources are resolved (and missing, empty or binary files refused) when this is called;
+    the documents are read as the returned iterator is consumed.
+
     `progress.update(advance=n)` is called with bytes of the on-disk sources consumed (a
     caller may `progress.start(..., total=sum(s.size for s in resolve_sources(...)))`).
 
@@ -240,7 +243,11 @@ def iter_documents(
     """
     if encoding_errors not in _ENCODING_ERRORS:
         raise PlmkitError(f"--encoding-errors must be one of {', '.join(_ENCODING_ERRORS)}, got {encoding_errors!r}")
-    resolved = resolve_sources(sources)
+    return _documents(resolve_sources(sources), doc_per_line, text_field, encoding_errors, progress)
+
+
+def _documents(resolved: list[Source], doc_per_line: bool, text_field: str, encoding_errors: str,
+               progress: Progress) -> Iterator[str]:
     for source in resolved:
         count = 0
         for doc in _source_documents(source, doc_per_line, text_field, encoding_errors, progress):
@@ -651,14 +658,16 @@ def split_sentences(text: str) -> list[str]:
       names ("Dr.", "Mrs.", "St.", "U.S.", an initial "J.").
 
     Why our own rules and not a library: `bench/sentences.py` measured sentencex 1.0.32,
-    pysbd 0.3.4 and blingfire 0.1.8 against these rules on 25 tricky English/Chinese cases and
-    on 2 MB of each language (figures in its docstring). These rules get every case right,
-    sentencex one fewer (it keeps "…的话。）谢谢！" together), pysbd and blingfire cut closing
-    quotes away from their sentence; pysbd is ~30× slower. sentencex is about 2.7× faster on
-    English (we split ~20 MB/s, 100× the tokenizer's speed, so it does not matter) and knows
-    ~300 languages, but it is a compiled wheel (no macOS wheel for Python 3.10) and its
-    splits may change between releases, which would change shards built from the same corpus.
-    For English and Chinese these rules do as well, and plmkit's version fixes them.
+    pysbd 0.3.4 and blingfire 0.1.8 against these rules on 26 tricky English/Chinese lines and
+    on 2 MB of each language (figures and caveats in its docstring). These rules get 26/26,
+    sentencex 24 (it keeps "…的话。）谢谢！" together and cuts "３．１４"), pysbd 22 and blingfire
+    18 (both cut closing quotes away from their sentence); pysbd runs at 1% of our speed.
+    sentencex is 1-2x our speed on English and a third of it on Chinese; we split 10-35 MB/s,
+    over 10x the tokenizer, so speed decides nothing. sentencex knows ~300 languages, but it is
+    a compiled wheel (none for macOS on Python 3.10), keeps whole multi-sentence quotations
+    as one sentence, and its splits may change between releases, which would change shards
+    built from the same corpus. For English and Chinese these few rules do as well, and the
+    plmkit version alone fixes the result.
 
     >>> split_sentences("Dr. Smith paid $3.14, e.g. for tea. “Why?” he asked.\\n他说：“好。”然后走了。")
     ['Dr. Smith paid $3.14, e.g. for tea.', '“Why?” he asked.', '他说：“好。”', '然后走了。']

@@ -164,9 +164,9 @@ def test_folder_and_glob_expansion_order(tmp_path):
     assert docs(f"{tmp_path}/**/*.txt") == ["a/b/y.txt", "a/z.txt", "a.txt", "b.txt", "c/d.txt"]  # as the folder
 
 
-def test_missing_paths_are_named(tmp_path):
+def test_missing_paths_are_named_before_reading_starts(tmp_path):
     with pytest.raises(PlmkitError, match=r"corpus path .*nope\.txt does not exist"):
-        resolve_sources([str(tmp_path / "nope.txt")])
+        iter_documents([str(tmp_path / "nope.txt")])  # not consumed: the check is eager
     with pytest.raises(PlmkitError, match=r"no file matches the corpus pattern '.*\*\.jsonl'"):
         resolve_sources([f"{tmp_path}/*.jsonl"])
     (tmp_path / "empty").mkdir()
