@@ -325,16 +325,20 @@ def _run_groups(corpus, tokenizer_dir, tok, plan: Plan, num_proc: int, progress:
             sinks[r.split].add(r)
             meter.add(r.stats["documents"], r.stats["bytes"], r.stats["tokens"])
 
+    resumed: set[tuple[str, int]] = set()
     try:
         for item in _stream_chunks(corpus, plan.params):
             if isinstance(item, tuple):
                 counts[item[0]] = item[1]
                 continue
             group = plan.group_of(item.index)
-            if plan.owns(group) and not plan.done(item.split, group):
-                take(runner.submit(item))
-            else:
+            if not plan.owns(group):
                 meter.add(len(item.texts), item.nbytes, 0)
+            elif plan.done(item.split, group):
+                resumed.add((item.split, group))
+                meter.add(len(item.texts), item.nbytes, 0)
+            else:
+                take(runner.submit(item))
         take(runner.drain())
         for sink in sinks.values():
             sink.close()
@@ -344,6 +348,8 @@ def _run_groups(corpus, tokenizer_dir, tok, plan: Plan, num_proc: int, progress:
         if not ok:
             for sink in sinks.values():
                 sink.abort()
+    if resumed:
+        progress.log(f"resumed an interrupted build: {len(resumed)} shard group(s) were already complete in {plan.work}")
     return counts
 
 

@@ -321,3 +321,19 @@ def file_sha256(path: str | os.PathLike) -> str:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
+
+
+def open_data_split(data_dir: str | os.PathLike, split: str = "train", flag: str = "--data") -> pa.Table:
+    """A split of a finished DATA/ dir, memory-mapped, after checking every shard against the
+    manifest (an Arrow stream cut at a record-batch boundary would otherwise read as valid)."""
+    from plmkit.manifest import read_manifest
+
+    manifest = read_manifest(data_dir, "data", flag=flag)
+    for shard in manifest["shards"][split]:
+        path = Path(data_dir) / split / shard["file"]
+        if not path.is_file():
+            raise PlmkitError(f"{flag} {data_dir}: shard {path} is missing", hint="rebuild it with `plmkit build-data`")
+        if path.stat().st_size != shard["bytes"]:
+            raise PlmkitError(f"{flag} {data_dir}: shard {path} has {path.stat().st_size} bytes, the manifest says "
+                              f"{shard['bytes']} (truncated or replaced)", hint="rebuild it with `plmkit build-data`")
+    return open_split(Path(data_dir) / split)
