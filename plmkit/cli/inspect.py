@@ -59,15 +59,17 @@ def render_tokenizer(manifest: dict[str, Any], text: str | None = None, **_: Any
 RENDERERS = {"tokenizer": render_tokenizer, "data": render_data}
 
 
-@app.command("inspect", epilog="Example: plmkit inspect TOK --text 'Hello, 世界!'")
+@app.command("inspect", epilog="Example: plmkit inspect TOK --text 'Hello, 世界!'  ·  plmkit inspect DATA -n 2")
 def inspect(
-    directory: Annotated[Path, typer.Argument(metavar="DIR", help="A directory written by a plmkit command.",
-                                              show_default=False)],
-    text: Annotated[str | None, typer.Option(help="Tokenizer: the sentence to split [default: a sample with "
-                                             "English, accents, Chinese and an emoji].", show_default=False)] = None,
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="A directory written by a plmkit command "
+                                              "(TOK, DATA).", show_default=False)],
+    text: Annotated[str | None, typer.Option(help="TOK: the sentence to split.",
+                                             show_default="English, accents, Chinese and an emoji")] = None,
+    split: Annotated[str, typer.Option(help="DATA: the split to show (train or validation).")] = "train",
+    n: Annotated[int, typer.Option("-n", help="DATA: how many examples to show.")] = 3,
 ) -> None:
     """Show a plmkit stage directory: its manifest, and a rendered sample of what it holds."""
     from plmkit.manifest import read_manifest
 
     manifest = read_manifest(directory, tuple(RENDERERS), flag="DIR")
-    RENDERERS[manifest["stage"]](manifest, text=text)
+    RENDERERS[manifest["stage"]](manifest, text=text, split=split, n=n)
