@@ -31,6 +31,7 @@ class EncoderModel(nn.Module):
     logits: with `labels` and `full_logits=False` (the default; 6× cheaper for 15% masking) only
     the labelled positions are predicted, shape (N, V) in row-major order, i.e. aligned with
     `labels[labels != -100]`; otherwise (B, T, V). extra["nsp_logits"] / ["sop_logits"]: (B, 2).
+    `special_tokens_mask` (a column of mlm shards, used by dynamic masking) is accepted and ignored.
     """
 
     def __init__(self, cfg: ModelConfig):

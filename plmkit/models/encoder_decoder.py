@@ -138,6 +138,7 @@ class EncoderDecoderModel(nn.Module):
                 decoder_attention_mask=None, encoder_outputs=None, cache: KVCache | None = None) -> ModelOutput:
         memory = self.encode(input_ids, attention_mask) if encoder_outputs is None else encoder_outputs
         if decoder_input_ids is None:
+            assert labels is not None, "T5 needs labels or decoder_input_ids"
             decoder_input_ids = self.shift_right(labels)
         h = self.decode(decoder_input_ids, memory, attention_mask, decoder_attention_mask, cache)
         logits = self.lm_head(h, self.shared.weight)                               # (B, T, V)
