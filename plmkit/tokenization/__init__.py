@@ -49,14 +49,21 @@ class LibraryEncoder:
 
 
 def _make_encoder(hf, tokenizer_json: str) -> Encoder:
-    """The one place that decides how text becomes ids (PLMKIT_ENCODER=library forces the library)."""
+    """The one place that decides how text becomes ids (PLMKIT_ENCODER=library forces the library).
+
+    `plmkit.tokenization.fast.FastEncoder(tokenizer_json)`, where present, is used instead; its
+    constructor raises NotImplementedError for a pipeline it does not reproduce exactly.
+    """
     if os.environ.get("PLMKIT_ENCODER") != "library":
         try:
             from plmkit.tokenization.fast import FastEncoder  # identical ids, faster; absent → library
         except ImportError:
             pass
         else:
-            return FastEncoder(tokenizer_json)
+            try:
+                return FastEncoder(tokenizer_json)
+            except NotImplementedError:
+                pass
     return LibraryEncoder(hf)
 
 
