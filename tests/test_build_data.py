@@ -454,3 +454,65 @@ def test_inspect_renders_examples_of_every_objective(builds, run_cli):
     assert "<extra_id_0>" in out
     _, out, _ = run_cli("inspect", str(builds("glm")))
     assert "Part A" in out and "Part B piece at position" in out
+
+
+# --------------------------------------------------------------------------- the vectorised MLM path
+
+
+def _specials() -> SpecialIds:
+    return SpecialIds(pad=0, cls=1, sep=2, mask=3, eos=2, bos=1, vocab_size=200, special_ids=tuple(range(10)))
+
+
+def test_batched_segments_equal_the_objective_one_document_at_a_time():
+    from plmkit.data.batched import segment_documents, segment_stream
+    from plmkit.data.objectives.mlm import MlmPacker, mlm_segments
+
+    sp, rng = _specials(), np.random.default_rng(0)
+    docs = [rng.integers(10, 200, size=n).astype(np.int32) for n in rng.integers(0, 40, size=60)]
+    for seq_len in (3, 7, 16, 64):
+        flat, lengths = segment_documents(docs, seq_len, sp)
+        expected = [s for d in docs for s in mlm_segments(d, seq_len, sp)]
+        assert lengths.tolist() == [s.size for s in expected]
+        assert flat.tolist() == np.concatenate(expected).tolist()
+        packer = MlmPacker(seq_len, sp)
+        expected = [s for d in docs for s in packer.add(d)] + packer.finish()
+        flat, lengths = segment_stream(docs, seq_len, sp)
+        assert flat.tolist() == np.concatenate(expected).tolist() and lengths.tolist() == [s.size for s in expected]
+
+
+def test_batched_masking_has_the_objectives_law():
+    """≈ 150k predictions. Counts are exact per segment; every maskable position of a segment is
+    equally likely (each of the 62 body positions of a full segment is chosen in 15% of them:
+    tolerance 4σ of a binomial over the segments); the 80/10/10 split within 4σ of n."""
+    from plmkit.data.batched import mask_flat, segment_documents
+    from plmkit.data.objectives.mlm import masked_count
+
+    sp, rng = _specials(), np.random.default_rng(1)
+    docs = [rng.integers(10, 200, size=n).astype(np.int32) for n in rng.integers(1, 400, size=6000)]
+    flat, lengths = segment_documents(docs, 64, sp)
+    out = mask_flat(flat, lengths, np.random.default_rng(2), sp)
+    starts = np.cumsum(lengths) - lengths
+    pred = out["labels"] != IGNORE_INDEX
+    per_seg = np.add.reduceat(pred, starts)
+    assert per_seg.tolist() == [masked_count(int(n) - 2, 0.15) for n in lengths]
+    assert not (pred & sp.is_special(flat)).any()
+    assert (out["labels"][pred] == flat[pred]).all() and (out["input_ids"][~pred] == flat[~pred]).all()
+    full = np.flatnonzero(lengths == 64)
+    hits = pred[starts[full][:, None] + np.arange(1, 63)].mean(axis=0)  # per body position
+    p = masked_count(62, 0.15) / 62
+    assert np.abs(hits - p).max() < 4 * math.sqrt(p * (1 - p) / full.size)
+    n = int(pred.sum())
+    assert n > 100_000
+    inp = out["input_ids"][pred]
+    masked, kept = float(np.mean(inp == sp.mask)), float(np.mean(inp == flat[pred]))
+    redraw = 0.1 / sp.nonspecial_array.size
+    assert abs(masked - 0.8) < 4 * math.sqrt(0.16 / n)
+    assert abs(kept - (0.1 + redraw)) < 4 * math.sqrt(0.09 / n)
+    replaced = inp[(inp != sp.mask) & (inp != flat[pred])]
+    assert replaced.min() >= 10  # never a special id
+    assert np.array_equal(out["special_tokens_mask"], sp.is_special(flat).astype(np.uint8))
+
+
+def test_max_predictions_caps_every_row(builds):
+    for r in rows(builds("mlm", "--max-predictions", "3")):
+        assert 1 <= sum(label != IGNORE_INDEX for label in r["labels"]) <= 3

@@ -5,12 +5,13 @@ parameters (never on the worker count) and hands them to `ChunkWorker`, in the m
 in worker processes. A chunk's rows are a pure function of its documents, their global indices
 and the parameters, so the output is the same however chunks are spread over processes:
 
-* objectives that work per document (mlm, nsp, sop, glm) draw from `example_rng(seed, 0, d)`,
+* objectives that decide per document (nsp, sop, glm) draw from `example_rng(seed, 0, d)`,
   document `d`'s own generator; NSP's "random next" document is another document of the same
   chunk (`pairs.other_document_sampler`);
-* objectives that pack across documents within the chunk (mlm `--cross-documents`, t5-span)
-  draw from `example_rng(seed, 1, first document of the chunk)`; the chunk's last packed row
-  may be shorter than `seq_len`;
+* mlm and t5-span draw from one generator per chunk, `example_rng(seed, 1, first document of
+  the chunk)`: mlm masks all the chunk's segments in one vectorised pass (`batched.py`), and
+  packing across documents (mlm `--cross-documents`, t5-span) restarts at each chunk, whose
+  last packed row may be shorter than `seq_len`;
 * clm returns the chunk's EOS-joined token stream as a single row: the main process packs the
   stream of a whole split into blocks, so clm blocks cross chunk boundaries.
 """
@@ -24,10 +25,11 @@ from typing import Any
 
 import numpy as np
 
+from plmkit.data.batched import mask_flat, segment_documents, segment_stream
 from plmkit.data.objectives import IGNORE_INDEX, SpecialIds, example_rng
 from plmkit.data.objectives.clm import BlockPacker, clm_document
 from plmkit.data.objectives.glm import glm_examples
-from plmkit.data.objectives.mlm import MaskSpec, MlmPacker, mlm_dynamic_example, mlm_example, mlm_segments
+from plmkit.data.objectives.mlm import MaskSpec, mlm_example
 from plmkit.data.objectives.pairs import nsp_examples, other_document_sampler, sop_examples
 from plmkit.data.objectives.spans import span_corrupt, t5_input_target_lengths
 from plmkit.data.shards import RowBlock
@@ -97,22 +99,21 @@ class ChunkWorker:
 
     # ---------------------------------------------------------------- objectives
 
-    def _mlm_rows(self, chunk: Chunk, docs: list[np.ndarray], seed: int) -> list[dict]:
+    def _mlm_rows(self, chunk: Chunk, docs: list[np.ndarray], seed: int) -> RowBlock:
         sp, seq_len = self.specials, self.p["seq_len"]
-        if self.p["cross_documents"]:
-            packer = MlmPacker(seq_len, sp)
-            segments = [s for d in docs for s in packer.add(d)] + packer.finish()
-            rngs = [example_rng(seed, PER_CHUNK, chunk.doc_ids[0])] * len(segments)
-        else:
-            segments, rngs = [], []
-            for d, ids in zip(chunk.doc_ids, docs, strict=True):
-                doc_segments = mlm_segments(ids, seq_len, sp)
-                segments += doc_segments
-                if doc_segments:  # one generator per document, shared by its segments in order
-                    rngs += [example_rng(seed, PER_DOCUMENT, d)] * len(doc_segments)
+        cut = segment_stream if self.p["cross_documents"] else segment_documents
+        flat, lengths = cut(docs, seq_len, sp)
         if self.p["dynamic"]:
-            return [mlm_dynamic_example(s, sp) for s in segments]
-        return [mlm_example(s, rng, sp, self.spec, self.word_starts) for s, rng in zip(segments, rngs, strict=True)]
+            cols = {"input_ids": flat, "special_tokens_mask": sp.is_special(flat).astype(np.uint8)}
+            return RowBlock(cols, dict.fromkeys(cols, lengths), lengths.size)
+        rng = example_rng(seed, PER_CHUNK, chunk.doc_ids[0])
+        if self.word_starts is None and self.spec.ngram == 1:  # the vectorised path (plmkit.data.batched)
+            cols = mask_flat(flat, lengths, rng, sp, mask_prob=self.spec.mask_prob,
+                             max_predictions=self.spec.max_predictions, mask_replace=self.spec.mask_replace,
+                             random_replace=self.spec.random_replace)
+            return RowBlock(cols, dict.fromkeys(cols, lengths), lengths.size)
+        segments = np.split(flat, np.cumsum(lengths)[:-1]) if lengths.size else []
+        return RowBlock.from_rows([mlm_example(s, rng, sp, self.spec, self.word_starts) for s in segments])
 
     def _pair_rows(self, chunk: Chunk, docs: list[list[np.ndarray]], seed: int) -> list[dict]:
         common = {"seq_len": self.p["seq_len"], "specials": self.specials, "short_seq_prob": self.p["short_seq_prob"],

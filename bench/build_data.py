@@ -1,0 +1,242 @@
+"""Benchmark: `plmkit build-data` against the Hugging Face MLM pipeline, worker scaling, memory.
+
+    python bench/build_data.py [--repeats 3] [--quick] [--objectives] [--rss] [--big-gb 1.0]
+
+Corpora (read from ../shared/corpora, never by tests): a 20 MB slice of gutenberg_en_100mb.txt
+(cut at the last newline before 20,000,000 bytes) and zh_hongloumeng.txt (2.5 MB). One WordPiece
+tokenizer (BERT preset, 16k) is trained once on 5 MB of the English text plus the Chinese novel
+and cached in the work folder.
+
+On each corpus, in one run, with the same cores for each contender (all of the machine's):
+
+1. `build_data(objective="mlm", seq_len=128)` (the library call behind the CLI: reading,
+   hashing, encoding, segmenting, masking, writing shards) with 1 and 2 worker processes;
+2. the Hugging Face pipeline on the same documents: `Dataset.from_dict` → `map` tokenisation
+   (`return_special_tokens_mask=True`, batched, in memory) → `map(group_texts)` into 128-token
+   blocks (run_mlm.py) → `DataCollatorForLanguageModeling(mlm_probability=0.15)` over every block
+   in batches of 64;
+3. the tokenizer's bare `Tokenizer.encode_batch` over the documents in batches of 1000.
+
+Figures are MB of corpus (UTF-8 bytes) per second of wall time, medians of `--repeats`; CPU
+seconds of this process and its children are shown too, because other processes share the
+machine (the ratios measured in one run are what to compare). Targets: plmkit ≥ 3× the HF
+pipeline; 1 → 2 workers ≥ 1.6×.
+
+`--objectives`: MB/s of every other objective (2 workers) on the English slice.
+`--rss`: peak RSS of the main process and of the largest worker for mlm on the whole 100 MB file.
+`--big-gb X`: a generated corpus of X GB (the English slice's paragraphs, shuffled and repeated),
+peak RSS and 1 vs 2 worker throughput on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# bench/ itself must not be on the path: bench/tokenize.py would shadow the standard library's tokenize.
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+
+SHARED = ROOT.parent / "shared" / "corpora"
+EN_FULL = SHARED / "gutenberg_en_100mb.txt"
+ZH = SHARED / "zh_hongloumeng.txt"
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its reaped children (worker pools)."""
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+
+def measure(fn, repeats: int) -> tuple[float, float]:
+    """(median wall seconds, median CPU seconds) of `fn()`."""
+    walls, cpus = [], []
+    for _ in range(repeats):
+        c0, t0 = cpu_seconds(), time.perf_counter()
+        fn()
+        walls.append(time.perf_counter() - t0)
+        cpus.append(cpu_seconds() - c0)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def slice_file(src: Path, dst: Path, nbytes: int) -> Path:
+    if not dst.exists():
+        with open(src, "rb") as f:
+            data = f.read(nbytes)
+        dst.write_bytes(data[: data.rfind(b"\n") + 1])
+    return dst
+
+
+def tokenizer_dir(work: Path) -> Path:
+    from plmkit.tokenization import resolve_spec, train_from_corpus
+
+    tok = work / "TOK"
+    if not (tok / "plmkit.json").exists():
+        train_from_corpus([slice_file(EN_FULL, work / "en5.txt", 5_000_000), ZH], tok,
+                          resolve_spec(preset="bert", vocab_size=16000), force=True)
+    return tok
+
+
+# --------------------------------------------------------------------------- contenders
+
+
+def plmkit_build(corpus: Path, tok: Path, out: Path, objective: str = "mlm", num_proc: int = 1, **options):
+    from plmkit.data.build import build_data
+    from plmkit.data.params import resolve_params
+
+    params = resolve_params(objective, seq_len=128, **options)
+    return build_data([corpus], tok, out, params, num_proc=num_proc, force=True)
+
+
+def hf_pipeline(docs: list[str], tok: Path, block_size: int = 128, batch: int = 64) -> int:
+    """run_mlm.py's tokenise → group_texts → DataCollatorForLanguageModeling; returns the blocks."""
+    import datasets
+    from transformers import AutoTokenizer, DataCollatorForLanguageModeling
+
+    datasets.disable_progress_bars()
+    hf_tok = AutoTokenizer.from_pretrained(str(tok))
+    ds = datasets.Dataset.from_dict({"text": docs})
+    tokenized = ds.map(lambda b: hf_tok(b["text"], return_special_tokens_mask=True), batched=True,
+                       remove_columns=["text"], keep_in_memory=True)
+
+    def group_texts(examples):
+        concatenated = {k: sum(examples[k], []) for k in examples}
+        total = len(concatenated["input_ids"]) // block_size * block_size
+        return {k: [t[i : i + block_size] for i in range(0, total, block_size)] for k, t in concatenated.items()}
+
+    grouped = tokenized.map(group_texts, batched=True, keep_in_memory=True)
+    collator = DataCollatorForLanguageModeling(hf_tok, mlm_probability=0.15)
+    for i in range(0, len(grouped), batch):
+        part = grouped[i : i + batch]
+        collator([dict(zip(part, values, strict=True)) for values in zip(*part.values(), strict=True)])
+    return len(grouped)
+
+
+def bare_encode(docs: list[str], tok) -> int:
+    return sum(len(ids) for i in range(0, len(docs), 1000) for ids in tok.encode_batch(docs[i : i + 1000]))
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def compare(corpus: Path, tok_dir: Path, work: Path, repeats: int) -> list[tuple]:
+    from plmkit.corpus import iter_documents
+    from plmkit.tokenization import load_tokenizer
+
+    mb = corpus.stat().st_size / 1e6
+    docs = list(iter_documents([corpus]))
+    tok = load_tokenizer(tok_dir)
+    rows = []
+    for name, fn in [
+        ("plmkit build-data mlm, 1 worker", lambda: plmkit_build(corpus, tok_dir, work / "D1", num_proc=1)),
+        ("plmkit build-data mlm, 2 workers", lambda: plmkit_build(corpus, tok_dir, work / "D2", num_proc=2)),
+        ("HF map + group_texts + MLM collator", lambda: hf_pipeline(list(iter_documents([corpus])), tok_dir)),
+        ("bare Tokenizer.encode_batch", lambda: bare_encode(docs, tok)),
+    ]:
+        wall, cpu = measure(fn, repeats)
+        rows.append((name, mb / wall, wall, cpu))
+        print(f"  {corpus.name}: {name}: {mb / wall:.2f} MB/s ({wall:.1f} s wall, {cpu:.1f} s CPU)", flush=True)
+    return rows
+
+
+def objectives(corpus: Path, tok_dir: Path, work: Path, repeats: int) -> list[tuple]:
+    mb = corpus.stat().st_size / 1e6
+    rows = []
+    for objective, options in [("mlm", {}), ("mlm", {"dynamic": True}), ("mlm", {"whole_word": True}),
+                               ("nsp", {}), ("sop", {}), ("t5-span", {}), ("glm", {}), ("clm", {})]:
+        wall, cpu = measure(lambda o=objective, k=options: plmkit_build(corpus, tok_dir, work / "O", o, 2, **k),
+                            repeats)
+        name = objective + "".join(f" --{k.replace('_', '-')}" for k in options)
+        rows.append((name, mb / wall, wall, cpu))
+        print(f"  {name}: {mb / wall:.2f} MB/s ({wall:.1f} s wall, {cpu:.1f} s CPU)", flush=True)
+    return rows
+
+
+_RSS_CHILD = """
+import json, resource, sys, time
+sys.path.insert(0, {root!r})
+from plmkit.data.build import build_data
+from plmkit.data.params import resolve_params
+t0 = time.perf_counter()
+build_data([{corpus!r}], {tok!r}, {out!r}, resolve_params("mlm", seq_len=128), num_proc={n}, force=True)
+print(json.dumps({{"wall": time.perf_counter() - t0,
+                  "main_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  "worker_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}}))
+"""
+
+
+def peak_rss(corpus: Path, tok_dir: Path, work: Path, num_proc: int) -> dict:
+    """Build in a fresh process; its peak RSS and its largest worker's (ru_maxrss, KiB)."""
+    code = _RSS_CHILD.format(root=str(ROOT), corpus=str(corpus), tok=str(tok_dir), out=str(work / "R"), n=num_proc)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    res = json.loads(done.stdout.strip().splitlines()[-1])
+    res["mb_s"] = corpus.stat().st_size / 1e6 / res["wall"]
+    print(f"  {corpus.name} ({corpus.stat().st_size / 1e6:.0f} MB), {num_proc} worker(s): {res['mb_s']:.2f} MB/s, "
+          f"peak RSS main {res['main_kb'] / 1024:.0f} MiB, largest worker {res['worker_kb'] / 1024:.0f} MiB", flush=True)
+    return res
+
+
+def generated_corpus(work: Path, gigabytes: float) -> Path:
+    """Paragraphs of the English slice, shuffled and repeated to `gigabytes` (streamed to disk)."""
+    import random
+
+    path = work / f"gen_{gigabytes:g}gb.txt"
+    if path.exists():
+        return path
+    paras = slice_file(EN_FULL, work / "en20.txt", 20_000_000).read_text(encoding="utf-8").split("\n\n")
+    rng, target, written = random.Random(0), int(gigabytes * 1e9), 0
+    with open(path, "w", encoding="utf-8") as f:
+        while written < target:
+            rng.shuffle(paras)
+            block = "\n\n".join(paras) + "\n\n"
+            f.write(block)
+            written += len(block.encode("utf-8"))
+    return path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="a 4 MB English slice, one repeat")
+    ap.add_argument("--objectives", action="store_true")
+    ap.add_argument("--rss", action="store_true")
+    ap.add_argument("--big-gb", type=float, default=0.0)
+    ap.add_argument("--work", type=Path, default=None, help="cache folder (tokenizer, slices)")
+    args = ap.parse_args()
+    work = args.work or Path(tempfile.gettempdir()) / "plmkit-bench-build-data"
+    work.mkdir(parents=True, exist_ok=True)
+    repeats = 1 if args.quick else args.repeats
+    tok = tokenizer_dir(work)
+    en = slice_file(EN_FULL, work / ("en4.txt" if args.quick else "en20.txt"), 4_000_000 if args.quick else 20_000_000)
+    print(f"cpu cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f} (other processes share the CPU)")
+    results = {}
+    for corpus in (en, ZH):
+        print(f"{corpus.name}:", flush=True)
+        rows = compare(corpus, tok, work, repeats)
+        results[corpus.name] = rows
+        plm1, plm2, hf = rows[0][1], rows[1][1], rows[2][1]
+        print(f"  => plmkit (best) / HF = {max(plm1, plm2) / hf:.2f}x (target 3x); 2 / 1 workers = "
+              f"{plm2 / plm1:.2f}x (target 1.6x)", flush=True)
+    if args.objectives:
+        print("objectives (2 workers):")
+        objectives(en, tok, work, repeats)
+    if args.rss:
+        print("peak RSS:")
+        peak_rss(EN_FULL, tok, work, 2)
+    if args.big_gb:
+        big = generated_corpus(work, args.big_gb)
+        print("generated corpus:")
+        for n in (1, 2):
+            peak_rss(big, tok, work, n)
+
+
+if __name__ == "__main__":
+    main()
