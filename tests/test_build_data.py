@@ -343,6 +343,14 @@ def test_merge_refuses_slices_that_do_not_belong_together(builds, tmp_path, run_
         ([s0, s0], "lacks shard index 1"),
         ([builds("mlm"), s1], "is a complete build, not a slice"),
     ]
+    from plmkit.tokenization import resolve_spec, train_from_corpus
+
+    other_tok = tmp_path / "TOK2"
+    train_from_corpus([CORPUS], other_tok, resolve_spec(preset="bert", vocab_size=600))
+    code, _, err = run_cli("build-data", str(CORPUS), "--tokenizer", other_tok, "--objective", "mlm", "--seq-len",
+                           "64", *layout, "--num-shards", "2", "--shard-index", "1", "--out", tmp_path / "s1b")
+    assert code == 0, err
+    cases.append(([s0, tmp_path / "s1b"], "their upstream differ (built with another tokenizer)"))
     for dirs, message in cases:
         code, _, err = run_cli("build-data", "--merge", *map(str, dirs), "--out", tmp_path / "m")
         assert code == 1 and message in err and "Traceback" not in err, err
@@ -450,6 +458,8 @@ def test_inspect_renders_examples_of_every_objective(builds, run_cli):
         code, out, err = run_cli("inspect", str(builds(objective)))
         assert code == 0, err
         assert "examples" in out and "#2" in out
+    code, out, _ = run_cli("inspect", str(builds("mlm")), "--split", "validation", "-n", "1")
+    assert code == 0 and "validation: 1 of" in out and "#0" in out and "#1" not in out
     _, out, _ = run_cli("inspect", str(builds("t5-span")))
     assert "<extra_id_0>" in out
     _, out, _ = run_cli("inspect", str(builds("glm")))

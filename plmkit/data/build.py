@@ -249,6 +249,9 @@ class _Runner:
         self._pending: deque = deque()
         self.limit = 2 * num_proc + 2
         if num_proc == 1:
+            # One encoding thread, as in each worker process: --num-proc N means N cores.
+            self._env = os.environ.get("TOKENIZERS_PARALLELISM")
+            os.environ["TOKENIZERS_PARALLELISM"] = "false"
             self._local = ChunkWorker(tok, params)
             self._pool = None
         else:
@@ -274,6 +277,10 @@ class _Runner:
         if self._pool is not None:
             (self._pool.close if ok else self._pool.terminate)()
             self._pool.join()
+        elif self._env is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = self._env
 
 
 class _Meter:
