@@ -50,7 +50,7 @@ def _rows(objective: str, docs: list[str], tok, seq_len: int, seed: int, dynamic
     from plmkit.data.objectives import SpecialIds, example_rng
     from plmkit.data.objectives.clm import pack_documents
     from plmkit.data.objectives.glm import glm_examples
-    from plmkit.data.objectives.mlm import mlm_dynamic_example, mlm_example, mlm_segments
+    from plmkit.data.objectives.mlm import MaskSpec, mlm_dynamic_example, mlm_example, mlm_segments
     from plmkit.data.objectives.pairs import nsp_examples, other_document_sampler, sop_examples
     from plmkit.data.objectives.spans import span_corrupt
 
@@ -69,7 +69,7 @@ def _rows(objective: str, docs: list[str], tok, seq_len: int, seed: int, dynamic
             rows += nsp_examples(sentences[i], rng, seq_len=seq_len, specials=sp,
                                  sample_other=other_document_sampler(sentences, i))
         elif objective == "sop":
-            rows += sop_examples(sentences[i], rng, seq_len=seq_len, specials=sp)
+            rows += sop_examples(sentences[i], rng, seq_len=seq_len, specials=sp, spec=MaskSpec())
         elif objective == "t5-span":
             for start in range(0, len(stream), seq_len):
                 chunk = stream[start : start + seq_len]
@@ -104,3 +104,69 @@ def make_data(out: Path, tok_dir: Path, objective: str, *, seq_len: int = 32, n_
     write_manifest(out, "data", params, upstream=tok.manifest, counts=counts,
                    columns=sorted(_rows(objective, documents(1), tok, seq_len, 0, dynamic)[0]))
     return out
+
+
+# ---- cached fixtures shared by the test modules of one session ------------------------------
+
+_ROOT: Path | None = None
+_CACHE: dict[tuple, Path] = {}
+
+
+def _root() -> Path:
+    global _ROOT
+    if _ROOT is None:
+        import atexit
+        import tempfile
+
+        _ROOT = Path(tempfile.mkdtemp(prefix="plmkit-train-tests-"))
+        atexit.register(shutil.rmtree, _ROOT, True)
+    return _ROOT
+
+
+def tokenizer_dir(preset: str = "bert") -> Path:
+    """A tokenizer trained once per session (read-only for tests)."""
+    key = ("tok", preset)
+    if key not in _CACHE:
+        _CACHE[key] = make_tokenizer(_root() / f"tok-{preset}", preset)
+    return _CACHE[key]
+
+
+def data_dir(objective: str, *, dynamic: bool = False, preset: str = "bert", **kw) -> Path:
+    """DATA shards built once per session for (objective, dynamic, preset, kw) (read-only for tests)."""
+    key = ("data", objective, dynamic, preset, tuple(sorted(kw.items())))
+    if key not in _CACHE:
+        name = "-".join(str(k) for k in key[1:4]) + f"-{len(_CACHE)}"
+        _CACHE[key] = make_data(_root() / name, tokenizer_dir(preset), objective, dynamic=dynamic, **kw)
+    return _CACHE[key]
+
+
+# A smaller "tiny" for tests that only need the loop to run: 32 wide, 2 heads.
+SMALL = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
+
+
+def one_thread():
+    """Context: torch on one thread (tiny models run fastest so, and the CI's two cores are shared)."""
+    import contextlib
+
+    import torch
+
+    @contextlib.contextmanager
+    def ctx():
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+    return ctx()
+
+
+def read_metrics(run: Path) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def without_timing(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in ("tokens_per_s", "elapsed_s")} for r in records]

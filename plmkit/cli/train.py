@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -93,7 +94,12 @@ def train_command(
     typed = {k: str(v) if isinstance(v, Path) else v for k, v in typed.items()}
     cfg = resolve(read_config_file(config) if config else {}, typed)
     is_main = os.environ.get("RANK", "0") == "0"
-    summary = train(cfg, ui.ConsoleProgress(enabled=is_main), resume=resume, force=force)
+    try:
+        summary = train(cfg, ui.ConsoleProgress(enabled=is_main), resume=resume, force=force)
+    except KeyboardInterrupt:
+        # The checkpoint is saved and said so; exit 130 here, because typer turns a KeyboardInterrupt
+        # into a *returned* 130 outside standalone mode, which main() would report as success.
+        sys.exit(130)
     if is_main and not summary.get("already_complete"):
         _report(summary)
 

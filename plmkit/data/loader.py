@@ -138,8 +138,10 @@ class Batches:
         items = _MicroBatches(self, epoch_order(len(self.split), self.seed, epoch), epoch, first_step)
         if self.num_workers == 0:
             return iter(items[i] for i in range(len(items)))
+        # Its own generator: seeding the workers must not draw from the global one that dropout uses.
+        generator = torch.Generator().manual_seed(self.seed)
         return iter(torch.utils.data.DataLoader(items, batch_size=None, num_workers=self.num_workers,
-                                                prefetch_factor=4, persistent_workers=False))
+                                                prefetch_factor=4, generator=generator))
 
 
 class _MicroBatches(torch.utils.data.Dataset):

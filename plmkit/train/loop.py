@@ -142,7 +142,6 @@ def prepare_run_dir(cfg: TrainConfig, data: RunData, *, resume: bool, force: boo
         raise PlmkitError(f"--resume: {out} has no checkpoint to resume from",
                           hint="drop --resume to start a new run")
     out.mkdir(parents=True, exist_ok=True)
-    (out / MANIFEST).unlink(missing_ok=True)  # the run is (again) in progress
     record = {"config": cfg.to_dict(), "data_fingerprint": data.manifest["fingerprint"]}
     atomic_write_text(saved_path, json.dumps(record, indent=2) + "\n")
     shutil.copytree(Path(cfg.data) / "tokenizer", out / "tokenizer", dirs_exist_ok=True)
