@@ -242,41 +242,55 @@ def _add_stats(total: dict[str, int], more: dict[str, int]) -> None:
 
 
 class _Runner:
-    """Runs chunks in order, in this process or in a pool, with at most `limit` in flight."""
+    """Runs chunks in order, in this process or in a process pool, with at most `limit` in flight.
+
+    A `ProcessPoolExecutor` (not `multiprocessing.Pool`): a worker that dies (killed, out of
+    memory) fails the build with an error instead of leaving a result that never comes.
+    """
 
     def __init__(self, tokenizer_dir: str, tok, params: dict[str, Any], num_proc: int):
-        self.num_proc = num_proc
         self._pending: deque = deque()
         self.limit = 2 * num_proc + 2
+        self._pool = None
         if num_proc == 1:
             # One encoding thread, as in each worker process: --num-proc N means N cores.
             self._env = os.environ.get("TOKENIZERS_PARALLELISM")
             os.environ["TOKENIZERS_PARALLELISM"] = "false"
             self._local = ChunkWorker(tok, params)
-            self._pool = None
         else:
             import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
 
             ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-            self._pool = ctx.Pool(num_proc, initializer=init_worker, initargs=(tokenizer_dir, params))
+            self._pool = ProcessPoolExecutor(num_proc, mp_context=ctx, initializer=init_worker,
+                                             initargs=(tokenizer_dir, params))
 
     def submit(self, chunk: Chunk) -> Iterator[ChunkResult]:
         """Queue `chunk`; yields the results that must be taken to stay within the limit."""
         if self._pool is None:
             yield self._local(chunk)
             return
-        self._pending.append(self._pool.apply_async(run_chunk, (chunk,)))
+        self._pending.append(self._pool.submit(run_chunk, chunk))
         while len(self._pending) >= self.limit:
-            yield self._pending.popleft().get()
+            yield self._result(self._pending.popleft())
 
     def drain(self) -> Iterator[ChunkResult]:
         while self._pending:
-            yield self._pending.popleft().get()
+            yield self._result(self._pending.popleft())
+
+    @staticmethod
+    def _result(future) -> ChunkResult:
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            return future.result()
+        except BrokenProcessPool as e:
+            raise PlmkitError("a build-data worker process died (killed, or out of memory)",
+                              hint="rerun the command: it resumes; lower --num-proc if memory is short") from e
 
     def close(self, ok: bool) -> None:
         if self._pool is not None:
-            (self._pool.close if ok else self._pool.terminate)()
-            self._pool.join()
+            self._pool.shutdown(wait=True, cancel_futures=not ok)
         elif self._env is None:
             os.environ.pop("TOKENIZERS_PARALLELISM", None)
         else:

@@ -19,6 +19,7 @@ and the parameters, so the output is the same however chunks are spread over pro
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -202,6 +203,7 @@ _WORKER: ChunkWorker | None = None
 def init_worker(tokenizer_dir: str, params: dict[str, Any]) -> None:
     """Pool initializer: one encoding thread per process (the processes are the parallelism)."""
     global _WORKER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     os.environ["RAYON_NUM_THREADS"] = "1"
     from plmkit.tokenization import load_tokenizer
