@@ -18,7 +18,7 @@ EXAMPLE = (
 )
 
 _OBJ = "Objective options"
-_MASK = "Masking (mlm, nsp, sop)"
+_MASK = "Masking (mlm, nsp, sop; --mask-prob also glm)"
 _CORPUS = "Corpus"
 _SCALE = "Splitting the build"
 
@@ -43,25 +43,25 @@ def build_data(
     num_proc: Annotated[int, typer.Option(help="Worker processes; the output is the same for any value.")] = 1,
     validation_fraction: Annotated[float, typer.Option(help="Share of documents held out for validation (at "
                                                        "least one when the corpus has two or more).")] = 0.01,
-    mask_prob: Annotated[float | None, _opt("Share of tokens to predict [mlm/nsp/sop/glm: 0.15].", _MASK)] = None,
-    max_predictions: Annotated[int | None, _opt("Cap on predicted tokens per example [none].", _MASK)] = None,
-    mask_replace: Annotated[float | None, _opt("Of the selected tokens, share replaced by [MASK] [0.8].",
+    mask_prob: Annotated[float | None, _opt("Share of tokens to predict (default 0.15).", _MASK)] = None,
+    max_predictions: Annotated[int | None, _opt("Cap on predicted tokens per example (default none).", _MASK)] = None,
+    mask_replace: Annotated[float | None, _opt("Of the selected tokens, share replaced by [MASK] (default 0.8).",
                                                _MASK)] = None,
-    random_replace: Annotated[float | None, _opt("… share replaced by a random token [0.1]; the rest stay.",
+    random_replace: Annotated[float | None, _opt("… share replaced by a random token (default 0.1); the rest stay.",
                                                  _MASK)] = None,
-    whole_word: Annotated[bool | None, _opt("Select whole words [sop: on; else off].", _MASK,
+    whole_word: Annotated[bool | None, _opt("Select whole words (default sop: on; else off).", _MASK,
                                             "--whole-word/--no-whole-word")] = None,
-    ngram: Annotated[int | None, _opt("Select n-grams of up to N units, P(n) ∝ 1/n [sop: 3; else 1].",
+    ngram: Annotated[int | None, _opt("Select n-grams of up to N units, P(n) ∝ 1/n (default sop: 3; else 1).",
                                       _MASK)] = None,
     dynamic: Annotated[bool | None, _opt("mlm: store unmasked rows; the loader masks them each epoch.",
                                          _OBJ, "--dynamic")] = None,
     cross_documents: Annotated[bool | None, _opt("mlm: pack segments across documents (RoBERTa FULL-SENTENCES).",
                                                  _OBJ, "--cross-documents")] = None,
-    short_seq_prob: Annotated[float | None, _opt("nsp/sop: chance of a shorter target length [0.1].",
+    short_seq_prob: Annotated[float | None, _opt("nsp/sop: chance of a shorter target length (default 0.1).",
                                                  _OBJ)] = None,
-    noise_density: Annotated[float | None, _opt("t5-span: share of noise tokens [0.15].", _OBJ)] = None,
-    mean_span: Annotated[float | None, _opt("t5-span: mean noise span length [3].", _OBJ)] = None,
-    poisson_lambda: Annotated[float | None, _opt("glm: mean of the Poisson span lengths [3].", _OBJ)] = None,
+    noise_density: Annotated[float | None, _opt("t5-span: share of noise tokens (default 0.15).", _OBJ)] = None,
+    mean_span: Annotated[float | None, _opt("t5-span: mean noise span length (default 3).", _OBJ)] = None,
+    poisson_lambda: Annotated[float | None, _opt("glm: mean of the Poisson span lengths (default 3).", _OBJ)] = None,
     bos: Annotated[bool | None, _opt("clm: start every document with BOS too.", _OBJ, "--bos")] = None,
     drop_remainder: Annotated[bool | None, _opt("clm: drop the last, shorter block of each split.", _OBJ,
                                                 "--drop-remainder")] = None,
@@ -77,10 +77,10 @@ def build_data(
                                              rich_help_panel=_SCALE)] = 0,
     merge: Annotated[bool, typer.Option("--merge", help="Join the slice directories given as arguments into --out.",
                                         rich_help_panel=_SCALE)] = False,
-    chunk_docs: Annotated[int | None, _opt("Documents per work chunk [1024]; cross-document packing restarts "
+    chunk_docs: Annotated[int | None, _opt("Documents per work chunk (default 1024); cross-document packing restarts "
                                            "at chunk boundaries.", "Advanced")] = None,
-    chunk_chars: Annotated[int | None, _opt("Characters per work chunk [524288].", "Advanced")] = None,
-    shard_chunks: Annotated[int | None, _opt("Chunks per shard file [64].", "Advanced")] = None,
+    chunk_chars: Annotated[int | None, _opt("Characters per work chunk (default 524288).", "Advanced")] = None,
+    shard_chunks: Annotated[int | None, _opt("Chunks per shard file (default 64).", "Advanced")] = None,
     force: Annotated[bool, typer.Option(help="Overwrite --out if it exists.")] = False,
 ) -> None:
     """Turn a corpus into Arrow shards of pretraining examples for one objective.
