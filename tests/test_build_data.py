@@ -526,3 +526,16 @@ def test_batched_masking_has_the_objectives_law():
 def test_max_predictions_caps_every_row(builds):
     for r in rows(builds("mlm", "--max-predictions", "3")):
         assert 1 <= sum(label != IGNORE_INDEX for label in r["labels"]) <= 3
+
+
+def test_the_chunk_sampler_draws_what_the_objectives_sampler_draws():
+    from plmkit.data.objectives.pairs import other_document_sampler
+    from plmkit.data.work import _other_sampler
+
+    docs = [[np.arange(3)], [], [np.arange(2)], [np.arange(1)], [], [np.arange(4)]]
+    usable = [0, 2, 3, 5]
+    for i in range(len(docs)):
+        mine, theirs = _other_sampler(docs, usable, i), other_document_sampler(docs, i)
+        a, b = np.random.default_rng(i), np.random.default_rng(i)
+        assert [id(mine(a)) for _ in range(20)] == [id(theirs(b)) for _ in range(20)]
+    assert _other_sampler([[np.arange(2)]], [0], 0) is None is other_document_sampler([[np.arange(2)]], 0)
