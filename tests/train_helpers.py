@@ -4,7 +4,7 @@ The text is generated: documents of sentences drawn from a few fixed templates, 
 objective has something a tiny model can learn in a hundred steps (the next word of a template,
 a masked word from its neighbours, the order of two sentences). DATA directories follow the
 data-stage contract (`plmkit.json` with the objective, `tokenizer/`, `train/`, `validation/`)
-and are built with the objective functions themselves.
+and are built by the data stage itself.
 """
 
 from __future__ import annotations
@@ -38,71 +38,27 @@ def documents(n: int, seed: int = 0) -> list[str]:
     return docs
 
 
-def make_tokenizer(out: Path, preset: str = "bert") -> Path:
+def make_tokenizer(out: Path, preset: str = "bert", vocab_size: int = 260) -> Path:
     from plmkit.tokenization import resolve_spec, train_tokenizer
 
-    spec = resolve_spec(preset=preset, vocab_size=260, allow_smaller_vocab=True)
+    spec = resolve_spec(preset=preset, vocab_size=vocab_size, allow_smaller_vocab=True)
     train_tokenizer(documents(200, seed=1), out, spec)
     return out
 
 
-def _rows(objective: str, docs: list[str], tok, seq_len: int, seed: int, dynamic: bool) -> list[dict]:
-    from plmkit.data.objectives import SpecialIds, example_rng
-    from plmkit.data.objectives.clm import pack_documents
-    from plmkit.data.objectives.glm import glm_examples
-    from plmkit.data.objectives.mlm import MaskSpec, mlm_dynamic_example, mlm_example, mlm_segments
-    from plmkit.data.objectives.pairs import nsp_examples, other_document_sampler, sop_examples
-    from plmkit.data.objectives.spans import span_corrupt
+def make_data(out: Path, tok_dir: Path, objective: str, *, seq_len: int = 32, n_docs: int = 132,
+              validation_fraction: float = 0.1, seed: int = 0, **options) -> Path:
+    """A DATA directory of `objective` shards, built by `plmkit build-data` from generated documents.
 
-    sp = SpecialIds.from_tokenizer(tok)
-    sentences = [tok.encode_batch(d.split("\n")) for d in docs]
-    streams = [np.concatenate(s) for s in sentences]
-    rows = []
-    if objective == "clm":
-        return [{"input_ids": b} for b in pack_documents(streams, seq_len, sp)]
-    for i, stream in enumerate(streams):
-        rng = example_rng(seed, i)
-        if objective == "mlm":
-            for seg in mlm_segments(stream, seq_len, sp):
-                rows.append(mlm_dynamic_example(seg, sp) if dynamic else mlm_example(seg, rng, sp))
-        elif objective == "nsp":
-            rows += nsp_examples(sentences[i], rng, seq_len=seq_len, specials=sp,
-                                 sample_other=other_document_sampler(sentences, i))
-        elif objective == "sop":
-            rows += sop_examples(sentences[i], rng, seq_len=seq_len, specials=sp, spec=MaskSpec())
-        elif objective == "t5-span":
-            for start in range(0, len(stream), seq_len):
-                chunk = stream[start : start + seq_len]
-                if len(chunk) >= 8:
-                    rows.append(span_corrupt(chunk, rng, sentinels=sp.sentinels, eos=sp.eos))
-        elif objective == "glm":
-            rows += glm_examples(stream, rng, seq_len=seq_len, specials=sp)
-    return rows
+    `options` are build-data options of the objective (`dynamic=True`, `ngram=1`, …).
+    """
+    from plmkit.data.build import build_data
+    from plmkit.data.params import resolve_params
 
-
-def _columns(rows: list[dict]) -> dict[str, list]:
-    return {name: [np.asarray(r[name]).tolist() for r in rows] for name in rows[0]}
-
-
-def make_data(out: Path, tok_dir: Path, objective: str, *, seq_len: int = 32, n_train: int = 120,
-              n_valid: int = 12, seed: int = 0, dynamic: bool = False) -> Path:
-    """A DATA directory of `objective` shards built from generated documents."""
-    import datasets
-
-    from plmkit.manifest import write_manifest
-    from plmkit.tokenization import load_tokenizer
-
-    tok = load_tokenizer(tok_dir)
-    out.mkdir(parents=True)
-    shutil.copytree(tok_dir, out / "tokenizer")
-    counts = {}
-    for split, n, split_seed in (("train", n_train, seed), ("validation", n_valid, seed + 1000)):
-        rows = _rows(objective, documents(n, seed=split_seed), tok, seq_len, split_seed, dynamic)
-        datasets.Dataset.from_dict(_columns(rows)).save_to_disk(str(out / split))
-        counts[split] = len(rows)
-    params = {"objective": objective, "seq_len": seq_len, "seed": seed, "dynamic": dynamic}
-    write_manifest(out, "data", params, upstream=tok.manifest, counts=counts,
-                   columns=sorted(_rows(objective, documents(1), tok, seq_len, 0, dynamic)[0]))
+    corpus = out.with_name(out.name + ".txt")
+    corpus.write_text("\n\n".join(documents(n_docs, seed=seed)) + "\n", encoding="utf-8")
+    params = resolve_params(objective, seq_len=seq_len, seed=seed, validation_fraction=validation_fraction, **options)
+    build_data([str(corpus)], tok_dir, out, params)
     return out
 
 
@@ -123,20 +79,20 @@ def _root() -> Path:
     return _ROOT
 
 
-def tokenizer_dir(preset: str = "bert") -> Path:
+def tokenizer_dir(preset: str = "bert", vocab_size: int = 260) -> Path:
     """A tokenizer trained once per session (read-only for tests)."""
-    key = ("tok", preset)
+    key = ("tok", preset, vocab_size)
     if key not in _CACHE:
-        _CACHE[key] = make_tokenizer(_root() / f"tok-{preset}", preset)
+        _CACHE[key] = make_tokenizer(_root() / f"tok-{preset}-{vocab_size}", preset, vocab_size)
     return _CACHE[key]
 
 
-def data_dir(objective: str, *, dynamic: bool = False, preset: str = "bert", **kw) -> Path:
-    """DATA shards built once per session for (objective, dynamic, preset, kw) (read-only for tests)."""
-    key = ("data", objective, dynamic, preset, tuple(sorted(kw.items())))
+def data_dir(objective: str, *, preset: str = "bert", vocab_size: int = 260, **options) -> Path:
+    """DATA shards built once per session for (objective, tokenizer, options) (read-only for tests)."""
+    key = ("data", objective, preset, vocab_size, tuple(sorted(options.items())))
     if key not in _CACHE:
-        name = "-".join(str(k) for k in key[1:4]) + f"-{len(_CACHE)}"
-        _CACHE[key] = make_data(_root() / name, tokenizer_dir(preset), objective, dynamic=dynamic, **kw)
+        _CACHE[key] = make_data(_root() / f"{objective}-{len(_CACHE)}", tokenizer_dir(preset, vocab_size), objective,
+                                **options)
     return _CACHE[key]
 
 
