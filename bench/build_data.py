@@ -41,6 +41,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 # bench/ itself must not be on the path: bench/tokenize.py would shadow the standard library's tokenize.
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
@@ -98,6 +100,8 @@ def plmkit_build(corpus: Path, tok: Path, out: Path, objective: str = "mlm", num
 
 def hf_pipeline(docs: list[str], tok: Path, block_size: int = 128, batch: int = 64) -> int:
     """run_mlm.py's tokenise → group_texts → DataCollatorForLanguageModeling; returns the blocks."""
+    from itertools import chain
+
     import datasets
     from transformers import AutoTokenizer, DataCollatorForLanguageModeling
 
@@ -108,7 +112,7 @@ def hf_pipeline(docs: list[str], tok: Path, block_size: int = 128, batch: int = 
                        remove_columns=["text"], keep_in_memory=True)
 
     def group_texts(examples):
-        concatenated = {k: sum(examples[k], []) for k in examples}
+        concatenated = {k: list(chain(*examples[k])) for k in examples}  # as run_mlm.py
         total = len(concatenated["input_ids"]) // block_size * block_size
         return {k: [t[i : i + block_size] for i in range(0, total, block_size)] for k, t in concatenated.items()}
 
@@ -129,11 +133,16 @@ def bare_encode(docs: list[str], tok) -> int:
 
 def compare(corpus: Path, tok_dir: Path, work: Path, repeats: int) -> list[tuple]:
     from plmkit.corpus import iter_documents
-    from plmkit.tokenization import load_tokenizer
+    from plmkit.tokenization import LibraryEncoder, load_tokenizer
 
     mb = corpus.stat().st_size / 1e6
     docs = list(iter_documents([corpus]))
     tok = load_tokenizer(tok_dir)
+    encoder = type(tok._encoder).__name__
+    same = all(np.array_equal(a, b) for i in range(0, len(docs), 1000)
+               for a, b in zip(tok.encode_batch(docs[i : i + 1000]), LibraryEncoder(tok.hf).encode_batch(
+                   docs[i : i + 1000]), strict=True))
+    print(f"  encoder {encoder}: ids identical to the tokenizers library's on all {len(docs):,} documents: {same}")
     rows = []
     for name, fn in [
         ("plmkit build-data mlm, 1 worker", lambda: plmkit_build(corpus, tok_dir, work / "D1", num_proc=1)),
