@@ -4,9 +4,10 @@
 
 For each family: a plmkit model of the given size is built, exported with `export_hf`, and both
 implementations run forward+backward on the same batch (fp32, 2 threads, train mode), each in its
-own spawned process so that peak RSS can be compared (`ru_maxrss` of the child, and its growth
-over the RSS right before the first step). Both children import transformers, so their
-baselines are the same. GLM has no transformers class; it is compared with GPT2LMHeadModel
+one process with their steps interleaved (so load from other processes hits both alike); peak
+RSS is measured separately, each implementation alone in a spawned process (`ru_maxrss`, and its
+growth over the RSS right before the first step; both children import transformers, so their
+baselines are the same). GLM has no transformers class; it is compared with GPT2LMHeadModel
 driven as the GLM-1 emulation (word + block-position embeddings as `inputs_embeds`, the
 prefix mask as a 4D additive mask). Figures are medians of `--repeats` steps after one warm-up.
 Achieved FLOP/s counts the plmkit step's FLOPs with torch's FlopCounterMode and compares them
@@ -79,8 +80,8 @@ def hf_step_inputs(family: str, model, batch: dict, block_table) -> dict:
                 labels=batch["labels"])
 
 
-def child(impl: str, family: str, model_dir: str, B: int, T: int, repeats: int, queue) -> None:
-    torch.set_num_threads(THREADS)
+def load_step(impl: str, family: str, model_dir: str, B: int, T: int):
+    """(model, step) where step() runs one forward+backward of `impl` on the family's batch."""
     import transformers
 
     from plmkit.models import load_config, load_model
@@ -90,43 +91,58 @@ def child(impl: str, family: str, model_dir: str, B: int, T: int, repeats: int, 
     torch.manual_seed(0)
     cfg = load_config(Path(model_dir) / "plmkit")
     batch = make_batch(family, B, T, cfg.vocab_size)
-    block_table = None
     if impl == "plmkit":
         model, _ = load_model(Path(model_dir) / "plmkit")
-        call = lambda: model(**batch).loss  # noqa: E731
+        inputs = lambda: batch  # noqa: E731
     else:
-        hf_class = "GPT2LMHeadModel" if family == "glm" else None
-        model = (getattr(transformers, hf_class) if hf_class else transformers.AutoModelForPreTraining
-                 if family in ("bert", "albert", "roberta") else transformers.AutoModelForSeq2SeqLM if family == "t5"
-                 else transformers.AutoModelForCausalLM).from_pretrained(Path(model_dir) / "hf")
-        if family == "glm":
-            block_table = torch.nn.Embedding(cfg.max_position_embeddings, cfg.hidden_size)
-        call = lambda: model(**hf_step_inputs(family, model, batch, block_table)).loss  # noqa: E731
+        auto = ("GPT2LMHeadModel" if family == "glm" else "AutoModelForPreTraining" if family in ("bert", "albert", "roberta")
+                else "AutoModelForSeq2SeqLM" if family == "t5" else "AutoModelForCausalLM")
+        model = getattr(transformers, auto).from_pretrained(Path(model_dir) / "hf")
+        block_table = torch.nn.Embedding(cfg.max_position_embeddings, cfg.hidden_size) if family == "glm" else None
+        inputs = lambda: hf_step_inputs(family, model, batch, block_table)  # noqa: E731
     model.train()
-    times = []
-    base = rss_mb()
-    for i in range(repeats + 1):
-        start = time.perf_counter()
-        loss = call()
-        loss.backward()
+
+    def step():
+        model(**inputs()).loss.backward()
         model.zero_grad(set_to_none=True)
-        if i:
-            times.append(time.perf_counter() - start)
-    flops = 0
-    if impl == "plmkit":
-        from torch.utils.flop_counter import FlopCounterMode
 
-        with FlopCounterMode(display=False) as counter:
-            call().backward()
-        flops = counter.get_total_flops()
-    queue.put(dict(seconds=statistics.median(times), peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                   step_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base, flops=flops))
+    return model, step
 
 
-def measure(impl, family, model_dir, B, T, repeats) -> dict:
+def time_child(family: str, model_dir: str, B: int, T: int, repeats: int, queue) -> None:
+    """Both implementations in one process, steps interleaved, so load from other processes hits both alike."""
+    torch.set_num_threads(THREADS)
+    steps = {impl: load_step(impl, family, model_dir, B, T)[1] for impl in ("plmkit", "hf")}
+    times = {impl: [] for impl in steps}
+    for i in range(repeats + 1):
+        for impl, step in steps.items():
+            start = time.perf_counter()
+            step()
+            if i:
+                times[impl].append(time.perf_counter() - start)
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        steps["plmkit"]()
+    queue.put(dict(plmkit=statistics.median(times["plmkit"]), hf=statistics.median(times["hf"]),
+                   flops=counter.get_total_flops()))
+
+
+def memory_child(impl: str, family: str, model_dir: str, B: int, T: int, queue) -> None:
+    """Peak RSS of one implementation alone (after loading, two steps), and its growth during the steps."""
+    torch.set_num_threads(THREADS)
+    _, step = load_step(impl, family, model_dir, B, T)
+    base = rss_mb()
+    step()
+    step()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    queue.put(dict(peak_mb=peak, step_mb=peak - base))
+
+
+def run_child(target, *args) -> dict:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    p = ctx.Process(target=child, args=(impl, family, model_dir, B, T, repeats, queue))
+    p = ctx.Process(target=target, args=(*args, queue))
     p.start()
     while True:
         try:
@@ -134,7 +150,7 @@ def measure(impl, family, model_dir, B, T, repeats) -> dict:
             break
         except queue_module.Empty:
             if not p.is_alive():
-                raise RuntimeError(f"the {impl} {family} measurement died (exit code {p.exitcode})") from None
+                raise RuntimeError(f"{target.__name__}{args[:2]} died (exit code {p.exitcode})") from None
     p.join()
     return result
 
@@ -181,12 +197,13 @@ def main() -> None:
             else:
                 export_hf(model, cfg, Path(tmp) / "hf")
             del model
-            ours = measure("plmkit", family, tmp, args.batch, args.seq, args.repeats)
-            theirs = measure("hf", family, tmp, args.batch, args.seq, args.repeats)
+            t = run_child(time_child, family, tmp, args.batch, args.seq, args.repeats)
+            ours = run_child(memory_child, "plmkit", family, tmp, args.batch, args.seq)
+            theirs = run_child(memory_child, "hf", family, tmp, args.batch, args.seq)
         tokens = args.batch * args.seq
-        achieved = ours["flops"] / ours["seconds"]
-        print(f"{family:8} {tokens / ours['seconds']:12.0f} {tokens / theirs['seconds']:9.0f} "
-              f"{theirs['seconds'] / ours['seconds']:6.2f} {ours['peak_mb']:10.0f} {theirs['peak_mb']:8.0f} "
+        achieved = t["flops"] / t["plmkit"]
+        print(f"{family:8} {tokens / t['plmkit']:12.0f} {tokens / t['hf']:9.0f} "
+              f"{t['hf'] / t['plmkit']:6.2f} {ours['peak_mb']:10.0f} {theirs['peak_mb']:8.0f} "
               f"{ours['step_mb']:12.0f} {theirs['step_mb']:9.0f} {achieved / 1e9:8.1f} {achieved / peak:7.0%}",
               flush=True)
 

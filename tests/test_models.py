@@ -152,8 +152,9 @@ def glm_batch(ids_b=None):
     return dict(input_ids=ids, position_ids=pos, block_position_ids=block, sep=torch.tensor([6]))
 
 
-def test_glm_part_a_never_sees_part_b():
-    model, _ = tiny("glm")
+@pytest.mark.parametrize("placement", ["pre", "post"])
+def test_glm_part_a_never_sees_part_b(placement):
+    model, _ = tiny("glm", norm_placement=placement)
     with torch.no_grad():
         base = model(**glm_batch(), full_logits=True).logits
         for i in range(5):

@@ -198,3 +198,18 @@ def test_import_refuses_pickled_weights(tmp_path):
     (tmp_path / "model.safetensors").rename(tmp_path / "pytorch_model.bin")
     with pytest.raises(PlmkitError, match="pickled weights"):
         import_hf(tmp_path)
+
+
+def test_import_accepts_keys_without_the_base_model_prefix(tmp_path):
+    """The original hub gpt2 files use bare keys (`wte.weight`, `h.0.…`)."""
+    from safetensors.torch import load_file, save_file
+
+    cfg = get_config("gpt", "tiny", vocab_size=V)
+    model = build_model(cfg).eval()
+    export_hf(model, cfg, tmp_path)
+    state = load_file(str(tmp_path / "model.safetensors"))
+    save_file({k.removeprefix("transformer."): v for k, v in state.items()}, str(tmp_path / "model.safetensors"))
+    again, _ = import_hf(tmp_path)
+    ids = torch.randint(0, V, (1, 8), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(again(ids).logits, model(ids).logits, atol=0, rtol=0)
