@@ -18,6 +18,7 @@ from plmkit.cli import (
     build_data,  # noqa: F401
     eval,  # noqa: F401
     export,  # noqa: F401
+    finetune,  # noqa: F401
     generate,  # noqa: F401
     inspect,  # noqa: F401
     tokenize,  # noqa: F401
@@ -26,7 +27,7 @@ from plmkit.cli import (
 from plmkit.cli.app import app
 from plmkit.errors import PlmkitError
 
-COMMANDS: list[str] = ["tokenize", "build-data", "inspect", "train", "eval", "generate", "export"]
+COMMANDS: list[str] = ["tokenize", "build-data", "inspect", "train", "eval", "generate", "export", "finetune"]
 
 
 def main(argv: list[str] | None = None) -> None:
