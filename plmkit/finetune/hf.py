@@ -74,16 +74,17 @@ def export_hf(ft: str | Path, out: str | Path, *, force: bool = False) -> Path:
     from safetensors.torch import save_file
 
     from plmkit.finetune.inference import load_finetuned
-    from plmkit.manifest import staging_dir
+    from plmkit.manifest import read_manifest, staging_dir
 
-    loaded = load_finetuned(ft, device="cpu")
-    key = (loaded.cfg.family, loaded.task)
+    manifest = read_manifest(ft, "finetune", flag="FT")
+    key = (manifest["family"], manifest["task"])
     if key not in CLASSES:
         why = ("its classifier scores each label's text with the seq2seq model" if key[0] == "t5"
                else "transformers has no GLM-1 class")
         raise PlmkitError(f"FT {ft}: a fine-tuned {key[0]} model cannot be exported to Hugging Face format ({why})",
                           hint="use FT with plmkit eval / plmkit generate, or fine-tune bert, roberta, albert, "
                                "gpt or llama for export")
+    loaded = load_finetuned(ft, device="cpu")
     state = hf_state(loaded.model)
     config = hf_classification_config(loaded.model, loaded.labels)
     with staging_dir(out, force=force, flag="--out") as tmp:
