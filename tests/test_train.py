@@ -98,6 +98,10 @@ def test_a_model_that_does_not_train_on_the_shards_objective_is_refused(run_cli,
     assert code == 1
     assert "a gpt model trains on clm shards, but --data holds mlm shards" in err
     assert not (tmp_path / "o").exists()
+    code, _, err = run_cli("train", "--data", data_dir("mlm"), "--model", "gpt2", "--out", tmp_path / "o")
+    assert code == 1 and "a gpt model trains on clm shards" in err  # a published shape names its family
+    code, _, err = run_cli("train", "--data", data_dir("mlm"), "--model", "bort:tiny", "--out", tmp_path / "o")
+    assert code == 1 and "unknown model family 'bort'" in err
 
 
 # ---- learning rate and weight decay ------------------------------------------------------------

@@ -55,6 +55,19 @@ def batch_tokens(batch: dict[str, torch.Tensor], objective: str) -> int:
 
 # ---- model ---------------------------------------------------------------------------------
 
+def model_family(spec: str) -> str:
+    """The family of a `--model` value: `bert:small` → bert, `gpt2` (a published shape) → gpt."""
+    from plmkit.models import FAMILIES, PUBLISHED
+
+    name = spec.partition(":")[0]
+    if name in PUBLISHED:
+        return PUBLISHED[name][0]
+    if name not in FAMILIES:
+        raise PlmkitError(f"--model {spec}: unknown model family {name!r}",
+                          hint=f"use one of {', '.join(FAMILIES)} or a published shape: {', '.join(PUBLISHED)}")
+    return name
+
+
 def model_config(cfg: TrainConfig, data: RunData):
     """The ModelConfig for a fresh model: preset, the tokenizer's ids, then `model-overrides`."""
     from plmkit.models import get_config
@@ -109,7 +122,7 @@ def initial_model(cfg: TrainConfig, data: RunData):
     else:
         raise PlmkitError(f"--init-from {source} is neither a plmkit run nor a Hugging Face model directory",
                           hint="pass a RUN written by `plmkit train` or a folder with config.json")
-    if cfg.model and cfg.model.partition(":")[0] != model_cfg.family:
+    if cfg.model and model_family(cfg.model) != model_cfg.family:
         raise PlmkitError(f"--model {cfg.model} does not match --init-from {source}, a {model_cfg.family} model",
                           hint="drop --model or pass the matching family")
     check_positions(model_cfg, data.seq_len)
@@ -179,55 +192,80 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, d: distributed.Dist, progress: Progress, *, resume: bool, force: bool):
         self.cfg, self.d, self.progress = cfg, d, progress
         self.t_start = time.monotonic()
-        self.data = open_data(cfg.data)
-        family = (cfg.model or "").partition(":")[0]
-        if family:
-            check_objective(family, self.data.objective)
-        self.run_dir = Path(cfg.out)
-        start = None
-        if d.is_main:
-            start = prepare_run_dir(cfg, self.data, resume=resume, force=force)
-        start = d.broadcast_object(None if start is None else str(start))
-        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", enabled=d.is_main)
         self.first_step_s: float | None = None
-
-        torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-        module, self.model_cfg = initial_model(cfg, self.data)
-        check_objective(self.model_cfg.family, self.data.objective)
-        # window_*: the figures of the metrics line being accumulated, so a resumed run logs the same lines
-        self.state = {"step": 0, "tokens": 0, "epoch": 0, "epoch_step": 0, "elapsed_s": 0.0,
-                      "window_loss": 0.0, "window_steps": 0, "window_tokens": 0}
-        checkpoint = ckpt.load_checkpoint(Path(start)) if start else None
-        if checkpoint is not None:
-            from plmkit.models import load_state
-
-            load_state(module, checkpoint.model, str(checkpoint.path))
-            self.state.update({k: checkpoint.trainer[k] for k in self.state})
-        self.module = module.to(d.device)
-        self.module.train()
-        find_unused = self.data.objective not in PAIR_OBJECTIVES and any(
-            o in PAIR_OBJECTIVES for o in self.model_cfg.objectives)
-        if d.active and cfg.fsdp:
-            distributed.wrap(self.module, d, fsdp=True, find_unused=False)  # shards self.module in place
-        forward = torch.compile(self.module) if cfg.compile else self.module
-        ddp = d.active and not cfg.fsdp
-        self.model = distributed.wrap(forward, d, fsdp=False, find_unused=find_unused) if ddp else forward
-        self.optimizer = build_optimizer(self.module, cfg.lr, cfg.weight_decay)
-        if checkpoint is not None:
-            distributed.load_optimizer_state(self.module, self.optimizer, checkpoint.optimizer)
-        self.restored_rng = False
-        if checkpoint is not None:
-            self.restored_rng = ckpt.restore_rng(checkpoint.rng, d.rank, d.device)
-        elif d.rank:
-            torch.manual_seed(cfg.seed + d.rank)  # independent dropout draws per rank
+        self.data = open_data(cfg.data)
+        if cfg.model:
+            check_objective(model_family(cfg.model), self.data.objective)
+        if cfg.precision == "bf16" and d.device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise PlmkitError(f"--precision bf16: {torch.cuda.get_device_name(d.device)} has no bfloat16",
+                              hint="use --precision fp32")
+        self.run_dir = Path(cfg.out)
+        start = self.decide_start(resume, force)
+        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", enabled=d.is_main)
+        checkpoint = ckpt.load_checkpoint(start) if start else None
         self.resumed_from = checkpoint.path if checkpoint is not None else None
-
-        collate = collator_for(self.data, cfg.seed)
-        self.collate = collate
-        self.batches = Batches(self.data.train, collate, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
+        self.load_model(checkpoint)
+        self.model = self.wrap()
+        self.optimizer = build_optimizer(self.module, cfg.lr, cfg.weight_decay)
+        self.restored_rng = self.restore(checkpoint)
+        self.collate = collator_for(self.data, cfg.seed)
+        self.batches = Batches(self.data.train, self.collate, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
                                rank=d.rank, world_size=d.world_size, seed=cfg.seed, num_workers=cfg.num_workers)
         self.total_steps = self.plan_steps()
         self.params = [p for p in self.module.parameters() if p.requires_grad]
+
+    # -- set-up, in order --
+    def decide_start(self, resume: bool, force: bool) -> Path | None:
+        """Rank 0 prepares RUN/ and picks the checkpoint; every rank learns the outcome (errors included)."""
+        start, error = None, None
+        if self.d.is_main:
+            try:
+                start = prepare_run_dir(self.cfg, self.data, resume=resume, force=force)
+            except PlmkitError as e:
+                error = e
+        start, error = self.d.broadcast_object((None if start is None else str(start), error))
+        if error is not None:
+            raise error
+        return None if start is None else Path(start)
+
+    def load_model(self, checkpoint: ckpt.Checkpoint | None) -> None:
+        """The model (same initial weights on every rank), its weights and the counters from a checkpoint."""
+        from plmkit.models import load_state
+
+        torch.manual_seed(self.cfg.seed)
+        module, self.model_cfg = initial_model(self.cfg, self.data)
+        check_objective(self.model_cfg.family, self.data.objective)
+        # window_*: the metrics line being accumulated, so that a resumed run writes the same lines
+        self.state = {"step": 0, "tokens": 0, "epoch": 0, "epoch_step": 0, "elapsed_s": 0.0,
+                      "window_loss": 0.0, "window_steps": 0, "window_tokens": 0}
+        self.saved_total_steps = None
+        if checkpoint is not None:
+            load_state(module, checkpoint.model, str(checkpoint.path))
+            self.state.update({k: checkpoint.trainer[k] for k in self.state})
+            self.saved_total_steps = checkpoint.trainer.get("total_steps")
+        self.module = module.to(self.d.device).train()
+
+    def wrap(self) -> torch.nn.Module:
+        """What the training step calls: the module, compiled, under DDP; FSDP2 shards `self.module` in place."""
+        cfg, d = self.cfg, self.d
+        if d.active and cfg.fsdp:
+            distributed.wrap(self.module, d, fsdp=True, find_unused=False)
+        forward = torch.compile(self.module) if cfg.compile else self.module
+        if not d.active or cfg.fsdp:
+            return forward
+        # BERT/ALBERT on MLM-only shards: the NSP/SOP head takes no part in the loss
+        unused_head = self.data.objective not in PAIR_OBJECTIVES and any(
+            o in PAIR_OBJECTIVES for o in self.model_cfg.objectives)
+        return distributed.wrap(forward, d, fsdp=False, find_unused=unused_head)
+
+    def restore(self, checkpoint: ckpt.Checkpoint | None) -> bool:
+        """AdamW and random state from the checkpoint; False when this rank's random state is not in it."""
+        if checkpoint is None:
+            if self.d.rank:
+                torch.manual_seed(self.cfg.seed + self.d.rank)  # independent dropout draws per rank
+            return True
+        distributed.load_optimizer_state(self.module, self.optimizer, checkpoint.optimizer)
+        return ckpt.restore_rng(checkpoint.rng, self.d.rank, self.d.device)
 
     # -- planning --
     def plan_steps(self) -> int:
@@ -338,6 +376,9 @@ class Trainer:
             self.progress.log(f"resuming from {self.resumed_from} (step {st['step']} of {self.total_steps})")
             if not self.restored_rng:
                 self.progress.log("the checkpoint has no random state for this rank: dropout draws will differ")
+            if self.saved_total_steps not in (None, self.total_steps):
+                self.progress.log(f"the run now ends at step {self.total_steps} (was {self.saved_total_steps}): "
+                                  "the learning-rate schedule is stretched to the new end")
 
     def already_done(self) -> dict[str, Any]:
         """Rerun of a finished run: nothing to train; write the final files if a kill prevented it."""
