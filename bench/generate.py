@@ -5,9 +5,10 @@
 For GPT and LLaMA: a random plmkit model of the given size is exported with `export_hf` and
 loaded with `AutoModelForCausalLM`; both decode the same random prompts greedily for exactly
 `--new` tokens (no EOS), fp32, 2 threads, in one process. Reported per batch size: tokens/s
-(new tokens of all rows / wall time, median of `--repeats` after one warm-up), time to first
-token (prefill + the first pick, i.e. a 1-token generation; median), and plmkit ÷ transformers.
-The greedy tokens of both are checked equal, so the two do the same work.
+(new tokens of all rows / wall time) and time to first token (prefill + the first pick, i.e. a
+1-token generation), each the median of `--repeats` after a warm-up, plmkit and transformers
+alternating so both see the same load; and plmkit ÷ transformers. The greedy tokens of both
+are checked equal, so the two do the same work.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 # bench/ holds scripts named like stdlib modules (tokenize.py): keep it off the import path.
@@ -51,15 +53,17 @@ def theirs(model, prompts: torch.Tensor, new: int) -> list[list[int]]:
     return out[:, prompts.shape[1]:].tolist()
 
 
-def timed(repeats: int, fn, *args) -> tuple[float, object]:
-    """(median seconds of `repeats` calls after a warm-up call, the warm-up's result)."""
-    result = fn(*args)
-    times = []
+def compare(repeats: int, first, second) -> tuple[float, float]:
+    """Median seconds of `first` and of `second`, run alternately (after one warm-up each) so
+    that both see the same load on a shared machine."""
+    first(), second()
+    times: tuple[list[float], list[float]] = ([], [])
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn(*args)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), result
+        for fn, spent in zip((first, second), times, strict=True):
+            t0 = time.perf_counter()
+            fn()
+            spent.append(time.perf_counter() - t0)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def bench_family(family: str, size: str, prompt_len: int, new: int, batches: list[int], repeats: int) -> list[dict]:
@@ -79,11 +83,9 @@ def bench_family(family: str, size: str, prompt_len: int, new: int, batches: lis
     for B in batches:
         prompts = torch.randint(10, cfg.vocab_size, (B, prompt_len), generator=torch.Generator().manual_seed(B))
         with torch.inference_mode():
-            t_ours, ids_ours = timed(repeats, ours, model, prompts, new)
-            t_hf, ids_hf = timed(repeats, theirs, hf, prompts, new)
-            ttft_ours, _ = timed(repeats, ours, model, prompts, 1)
-            ttft_hf, _ = timed(repeats, theirs, hf, prompts, 1)
-        same = sum(a == b for a, b in zip(ids_ours, ids_hf, strict=True))
+            t_ours, t_hf = compare(repeats, partial(ours, model, prompts, new), partial(theirs, hf, prompts, new))
+            ttft_ours, ttft_hf = compare(repeats, partial(ours, model, prompts, 1), partial(theirs, hf, prompts, 1))
+            same = sum(a == b for a, b in zip(ours(model, prompts, new), theirs(hf, prompts, new), strict=True))
         rows.append(dict(family=family, batch=B, ours=B * new / t_ours, hf=B * new / t_hf, ttft_ours=ttft_ours * 1e3,
                          ttft_hf=ttft_hf * 1e3, same=f"{same}/{B}"))
     return rows
@@ -97,11 +99,12 @@ def main() -> None:
     ap.add_argument("--new", type=int, default=128)
     ap.add_argument("--batches", default="1,8")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=THREADS)
     args = ap.parse_args()
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(args.threads)
     batches = [int(b) for b in args.batches.split(",")]
     print(f"greedy decoding, {args.size} models, prompt {args.prompt_len} tokens, {args.new} new tokens, fp32, "
-          f"{THREADS} threads, median of {args.repeats}")
+          f"{args.threads} threads, median of {args.repeats}")
     print(f"{'family':7} {'batch':>5} {'plmkit tok/s':>13} {'HF tok/s':>9} {'ratio':>6} "
           f"{'plmkit TTFT ms':>15} {'HF TTFT ms':>11} {'same tokens':>12}")
     for family in args.families.split(","):

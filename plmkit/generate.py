@@ -158,8 +158,9 @@ class Sampler:
 
     def __init__(self, settings: Sampling, batch: int, vocab: int, device, generator: torch.Generator):
         self.s, self.generator = settings, generator
-        self.seen = torch.zeros(batch, vocab, dtype=torch.bool, device=device) \
-            if settings.repetition_penalty != 1.0 else None
+        self.seen = None
+        if settings.repetition_penalty != 1.0:
+            self.seen = torch.zeros(batch, vocab, dtype=torch.bool, device=device)
 
     def observe(self, ids: torch.Tensor, keep: torch.Tensor | None = None) -> None:
         """Mark ids (B, T) as seen (only where `keep`, e.g. not padding)."""
