@@ -21,13 +21,14 @@ from plmkit.cli import (
     finetune,  # noqa: F401
     generate,  # noqa: F401
     inspect,  # noqa: F401
+    quickstart,  # noqa: F401
     tokenize,  # noqa: F401
     train,  # noqa: F401
 )
 from plmkit.cli.app import app
 from plmkit.errors import PlmkitError
 
-COMMANDS: list[str] = ["tokenize", "build-data", "inspect", "train", "eval", "generate", "export", "finetune"]
+COMMANDS: list[str] = ["tokenize", "build-data", "inspect", "train", "eval", "generate", "export", "finetune", "quickstart"]
 
 
 def main(argv: list[str] | None = None) -> None:
