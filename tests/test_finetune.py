@@ -140,3 +140,18 @@ def test_missing_field_unseen_label_and_ragged_rows_are_one_line_errors(run_cli,
     code, _, err = run_cli(*args, "--validation", valid, "--lr", "0")
     _one_line_error(code, err, "--lr must be a number > 0, got 0.0")
     assert not (tmp_path / "ft").exists()
+
+
+def test_cli_prints_a_summary_and_the_confusion_matrix(run_cli, tmp_path):
+    rows = [{"tokens": ["the", "Cat", "ran", "7"], "tags": ["O", "B-CAP", "O", "B-NUM"]}] * 8
+    data = write_jsonl(tmp_path / "tags.jsonl", rows)
+    code, out, err = run_cli("finetune", random_run("bert"), "--task", "label-tokens", "--train", data,
+                             "--validation", data, "--out", tmp_path / "ft", "--epochs", "1", "--batch-size", "8")
+    assert code == 0, err
+    flat = " ".join(out.split())
+    assert "entity f1" in flat and "token f1" in flat and "truncated words │ 0" in flat
+    assert "confusion matrix (words; rows: gold, columns: predicted)" in flat
+    assert "┃ gold \\ predicted ┃ O ┃ B-CAP ┃ B-NUM ┃" in flat
+    assert "words │ 32" in flat                                         # 8 rows of 4 words
+    summary = " ".join(err.split())                                      # the summary goes to stderr
+    assert "labels │ O, B-CAP, B-NUM" in summary and "best │ entity_f1" in summary

@@ -94,7 +94,7 @@ def finetune_command(
         return
     best = summary["best"]
     rows = [("task", f"{summary['task']} ({summary['family']})"), ("labels", ", ".join(summary["labels"])),
-            ("steps", f"{summary['steps']} ({summary['epochs']} epochs"
+            ("steps", f"{summary['steps']} ({summary['epochs']} epoch{'s' * (summary['epochs'] != 1)}"
                       + (", stopped early)" if summary["stopped_early"] else ")")),
             ("best", f"{summary['metric']} {best['value']:.4f} at step {best['step']} (epoch {best['epoch']})")]
     ui.show(ui.table(f"fine-tuned {summary['out']}", rows))

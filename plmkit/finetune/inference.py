@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +129,7 @@ def score(task: str, labels: Sequence[str], features: Features, probs: list[np.n
     pred_ids = [np.argmax(p, axis=-1).tolist() if len(p) else [] for p in probs]
     gold_tags = [[labels[t] for t in row] for row in gold_ids]
     pred_tags = [[labels[t] for t in row] for row in pred_ids]
-    flat_gold, flat_pred = sum(gold_ids, []), sum(pred_ids, [])
+    flat_gold, flat_pred = list(chain.from_iterable(gold_ids)), list(chain.from_iterable(pred_ids))
     token, entity = m.token_prf(gold_tags, pred_tags), m.entity_prf(gold_tags, pred_tags)
     words = sum(features.num_words)
     return {"entity_f1": entity["f1"], "entity_precision": entity["precision"], "entity_recall": entity["recall"],

@@ -105,7 +105,8 @@ class Finetuner:
         order = torch.Generator().manual_seed(cfg.seed)
         self.progress.start("finetune", total=self.total, unit="steps")
         stopped = False
-        for self.epoch in range(1, cfg.epochs + 1):
+        while self.epoch < cfg.epochs and not stopped:
+            self.epoch += 1
             perm = torch.randperm(len(self.p.train), generator=order).tolist()
             for start in range(0, len(perm), cfg.batch_size):
                 loss, grad_norm = self.train_step(perm[start:start + cfg.batch_size])
@@ -118,8 +119,6 @@ class Finetuner:
                     stopped = self.evaluate()
                     if stopped:
                         break
-            if stopped:
-                break
         self.progress.finish()
         if stopped:
             self.progress.log(f"stopped early at step {self.step}: {self.metric} did not improve in "
