@@ -213,3 +213,31 @@ def test_import_accepts_keys_without_the_base_model_prefix(tmp_path):
     ids = torch.randint(0, V, (1, 8), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(again(ids).logits, model(ids).logits, atol=0, rtol=0)
+
+
+def test_glm_matches_the_gpt2_emulation_of_glm1():
+    """GLM-1 == GPT-2 driven with word + block-position embeddings and the sep mask (reference notes §8a).
+
+    plmkit's GLM keeps the same parameter names as its GPT, so the GPT-2 key table maps it; the
+    block-position table has no GPT-2 slot and is added to `inputs_embeds` by hand.
+    """
+    from plmkit.models.hf import hf_config, to_hf_state
+
+    torch.manual_seed(0)
+    cfg = get_config("glm", "tiny", vocab_size=V, max_position_embeddings=17)
+    glm = build_model(cfg).eval()
+    perturb(glm)
+    as_gpt = get_config("gpt", "tiny", vocab_size=V, activation="gelu", max_position_embeddings=17)
+    gpt2 = transformers.GPT2LMHeadModel(transformers.GPT2Config(**hf_config(as_gpt))).eval()
+    gpt2.load_state_dict(to_hf_state(glm, as_gpt), strict=False)
+    ids = torch.tensor([[2, 10, 11, 3, 12, 3, 4, 20, 21, 4, 22]])
+    pos = torch.tensor([[0, 1, 2, 3, 4, 5, 5, 5, 5, 3, 3]])
+    block = torch.tensor([[0, 0, 0, 0, 0, 0, 1, 2, 3, 1, 2]])
+    T, sep = 11, 6
+    allowed = (torch.arange(T)[None] <= torch.arange(T)[:, None]) | (torch.arange(T)[None] < sep)
+    mask = torch.zeros(1, 1, T, T).masked_fill(~allowed, torch.finfo(torch.float32).min)
+    with torch.no_grad():
+        ours = glm(ids, position_ids=pos, block_position_ids=block, sep=torch.tensor([sep]), full_logits=True).logits
+        embeds = gpt2.transformer.wte(ids) + glm.block_position(block)
+        theirs = gpt2(inputs_embeds=embeds, position_ids=pos, attention_mask=mask).logits
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=0)
