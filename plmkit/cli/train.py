@@ -109,6 +109,8 @@ def _report(summary: dict) -> None:
 
     rows = [("steps", summary["steps"]), ("tokens", f"{summary['tokens']:,}"),
             ("time", f"{summary['elapsed_s']:.1f} s"), ("tokens/s", f"{summary['tokens_per_s']:,.0f}")]
+    if summary.get("first_step_s") is not None:
+        rows.append(("time to first step", f"{summary['first_step_s']:.1f} s"))
     if summary.get("loss") is not None:
         rows.append(("final training loss", f"{summary['loss']:.4f}"))
     for key, value in (summary.get("eval") or {}).items():

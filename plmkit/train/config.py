@@ -128,9 +128,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".toml":
-            import tomllib
-
-            raw = tomllib.loads(text)
+            raw = _toml().loads(text)
         elif suffix in (".yaml", ".yml"):
             import yaml
 
@@ -144,6 +142,18 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise PlmkitError(f"--config {path} must hold key = value settings, got {type(raw).__name__}")
     return {_field_name(key, path): value for key, value in raw.items()}
+
+
+def _toml():
+    try:
+        import tomllib  # Python 3.11+
+    except ImportError:
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise PlmkitError("TOML config files need Python 3.11 or the tomli package",
+                              hint="pip install tomli, or write the config as YAML") from None
+    return tomllib
 
 
 def _field_name(key: str, path: Path) -> str:

@@ -453,6 +453,7 @@ class Trainer:
             final = build_model(self.model_cfg)
             load_state(final, state, "the trained weights")
             save_model(final, self.model_cfg, self.run_dir)
+            plot_losses(self.metrics.path, self.run_dir / "loss.png")  # also when there was no validation split
             last_train = next((r for r in reversed(_read(self.metrics)) if "loss" in r), {})
             summary["loss"] = last_train.get("loss")
             write_manifest(self.run_dir, "run", params=self.cfg.to_dict(), upstream=self.data.manifest,
