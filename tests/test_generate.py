@@ -457,6 +457,10 @@ def test_cli_stream_prints_the_prompt_and_then_the_continuation(runs, run_cli):
                              "--stream")
     assert code == 0, err
     assert out == generate(runs["gpt"], "the cat", max_new_tokens=9, temperature=0)[0].text + "\n"
+    code, out, err = run_cli("generate", runs["glm"], "-p", "the [MASK] sat on [MASK] mat", "--temperature", "0",
+                             "--max-new-tokens", "3", "--stream")
+    result = generate(runs["glm"], "the [MASK] sat on [MASK] mat", max_new_tokens=3, temperature=0)[0]
+    assert code == 0 and out.splitlines()[-1] == result.text and out.startswith("[1] ")
 
 
 def test_cli_encoder_table_fill_and_json(runs, run_cli, toks):

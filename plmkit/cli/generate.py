@@ -59,7 +59,8 @@ def generate_command(
 
     Sampling(max_new_tokens, temperature, top_k or 0, top_p, repetition_penalty, num_samples, seed, tuple(stop or ()))
     loaded = load_run(run, device)
-    stream_to = StreamPrinter(ui.out, prompts[0], loaded.family) if stream else None
+    stream_to = StreamPrinter(ui.out, prompts[0], loaded.family) if stream and loaded.family not in ENCODER_FAMILIES \
+        else None
     results = generate(loaded, prompts, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
                        top_p=top_p, repetition_penalty=repetition_penalty, num_samples=num_samples, seed=seed,
                        stop=stop or (), batch_size=batch_size, on_text=stream_to)
@@ -102,13 +103,15 @@ def read_prompts(prompts: list[str], prompt_file: str | None) -> list[str]:
 
 
 class StreamPrinter:
-    """`on_text` for one generation: prints the prompt, then text as it arrives (T5/GLM blanks
-    as `[k] …`), then the filled text once done."""
+    """`on_text` for one generation. A continuation prints the prompt, then the new text; a T5
+    answer just the text; blanks print as `[k] …` as they are made, then the filled prompt."""
 
     def __init__(self, console, prompt: str, family: str):
+        from plmkit.generate import parse_prompt
+
         self.console, self.blank = console, None
-        self.continuation = family in ("gpt", "llama")
-        if self.continuation:
+        self.mode = "blanks" if parse_prompt(prompt).blanks else "answer" if family == "t5" else "continue"
+        if self.mode == "continue":
             self._write(prompt, style="bold")
 
     def _write(self, text: str, style: str | None = None) -> None:
@@ -116,14 +119,14 @@ class StreamPrinter:
         self.console.file.flush()
 
     def __call__(self, index: int, blank: int, text: str) -> None:
-        if not self.continuation and blank != self.blank:
+        if self.mode == "blanks" and blank != self.blank:
             self._write(("\n" if self.blank is not None else "") + f"[{blank + 1}] ", style="dim")
             self.blank = blank
         self._write(text)
 
     def finish(self, result) -> None:
         self._write("\n")
-        if not self.continuation:
+        if self.mode == "blanks":
             self.console.print(result.text, markup=False, highlight=False, soft_wrap=True)
 
 
