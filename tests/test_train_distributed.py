@@ -28,13 +28,14 @@ def args(tmp_path, out):
             "--eval-every", "3", "--save-every", "3"]
 
 
-@pytest.mark.parametrize("sharding", ["ddp", "fsdp"])
-def test_two_processes_match_one_process_with_the_same_global_batch(run_cli, tmp_path, sharding):
+@pytest.mark.parametrize("sharding, accum", [("ddp", 1), ("fsdp", 2)])
+def test_two_processes_match_one_process_with_the_same_global_batch(run_cli, tmp_path, sharding, accum):
+    """Global batch 8: one process with 2×accum micro-batches, or two with `accum` each (no_sync in between)."""
     with one_thread():
-        code, _, err = run_cli(*args(tmp_path, tmp_path / "one"), "--grad-accum", "2")
+        code, _, err = run_cli(*args(tmp_path, tmp_path / "one"), "--grad-accum", str(2 * accum))
     assert code == 0, err
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "plmkit",
-           *args(tmp_path, tmp_path / "two"), *(["--fsdp"] if sharding == "fsdp" else [])]
+           *args(tmp_path, tmp_path / "two"), "--grad-accum", str(accum), *(["--fsdp"] if sharding == "fsdp" else [])]
     two = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]
     assert two.stderr.count("validation loss") == 2 + 1  # rank 0 only: two evaluations and the summary

@@ -125,4 +125,6 @@ def read_metrics(run: Path) -> list[dict]:
 
 
 def without_timing(records: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in ("tokens_per_s", "elapsed_s")} for r in records]
+    from plmkit.train.metrics import TIMING_FIELDS
+
+    return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in records]

@@ -8,6 +8,7 @@ everything here is a no-op on one process.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -126,17 +127,8 @@ def wrap(model: nn.Module, d: Dist, *, fsdp: bool, find_unused: bool) -> nn.Modu
     return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused)
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """The plain module under DDP and `torch.compile` wrappers (FSDP2 shards in place)."""
-    model = getattr(model, "_orig_mod", model)
-    model = getattr(model, "module", model) if type(model).__name__ == "DistributedDataParallel" else model
-    return getattr(model, "_orig_mod", model)
-
-
-def no_sync(model: nn.Module, sync: bool):
+def no_sync(model: nn.Module, sync: bool) -> contextlib.AbstractContextManager:
     """Context that skips the gradient all-reduce on micro-batches before the last one."""
-    import contextlib
-
     if sync:
         return contextlib.nullcontext()
     if hasattr(model, "no_sync"):  # DDP
@@ -146,15 +138,13 @@ def no_sync(model: nn.Module, sync: bool):
     return contextlib.nullcontext()
 
 
-class _fsdp_no_sync:
-    def __init__(self, model):
-        self.model = model
-
-    def __enter__(self):
-        self.model.set_requires_gradient_sync(False)
-
-    def __exit__(self, *exc):
-        self.model.set_requires_gradient_sync(True)
+@contextlib.contextmanager
+def _fsdp_no_sync(model):
+    model.set_requires_gradient_sync(False)
+    try:
+        yield
+    finally:
+        model.set_requires_gradient_sync(True)
 
 
 def full_model_state(model: nn.Module, d: Dist) -> dict[str, torch.Tensor]:
