@@ -95,10 +95,10 @@ def mask_flat(
     seg_start = np.cumsum(lengths) - lengths
     maskable = np.bincount(seg, weights=~special, minlength=lengths.size).astype(np.int64)
     budget = masked_counts(maskable, mask_prob, max_predictions)
-    # Uniform subset of `budget` maskable positions per segment: the smallest random keys.
-    keys = rng.random(ids.size)
-    keys[special] = 2.0  # after every maskable position
-    order = np.lexsort((keys, seg))
+    # Uniform subset of `budget` maskable positions per segment: the smallest random keys. One
+    # sort of `segment + key` (keys in [0, ½), special positions ¾) orders by segment, then key.
+    keys = seg + np.where(special, 0.75, 0.5 * rng.random(ids.size))
+    order = np.argsort(keys)
     rank = np.arange(ids.size) - seg_start[seg[order]]
     chosen = np.sort(order[rank < budget[seg[order]]])
     labels = np.full(ids.size, IGNORE_INDEX, dtype=np.int32)

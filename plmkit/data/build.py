@@ -58,7 +58,7 @@ from plmkit.data.shards import (
     write_empty_shard,
     write_split_metadata,
 )
-from plmkit.data.work import Chunk, ChunkResult, ChunkWorker, init_worker, run_chunk
+from plmkit.data.work import Chunk, ChunkResult, ChunkWorker, init_worker, run_chunk, share_with_forks
 from plmkit.errors import PlmkitError, check
 from plmkit.manifest import fingerprint_of, read_manifest, staging_dir, write_manifest
 from plmkit.progress import NULL, Progress
@@ -262,6 +262,7 @@ class _Runner:
             from concurrent.futures import ProcessPoolExecutor
 
             ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+            share_with_forks(ChunkWorker(tok, params))  # forked workers skip loading the tokenizer
             self._pool = ProcessPoolExecutor(num_proc, mp_context=ctx, initializer=init_worker,
                                              initargs=(tokenizer_dir, params))
 
@@ -291,6 +292,7 @@ class _Runner:
     def close(self, ok: bool) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=not ok)
+            share_with_forks(None)
         elif self._env is None:
             os.environ.pop("TOKENIZERS_PARALLELISM", None)
         else:
@@ -433,8 +435,7 @@ def _clm_repack(sources: list[Path], out: Path, split: str, p: dict[str, Any], s
     return files, {**totals, "dropped_tokens": packer.dropped}
 
 
-def _assemble(out: Path, plan: Plan, groups: dict[str, list[int]], tok_dir: Path, key: str,
-              repack: bool) -> dict[str, Any]:
+def _assemble(out: Path, plan: Plan, groups: dict[str, list[int]], tok, key: str, repack: bool) -> dict[str, Any]:
     """Fill the staging dir `out` from the group files; returns per-split counts, shard lists and,
     for slices, the record of each group (its statistics and which shard holds it)."""
     counts, shards, records = {}, {}, {}
@@ -455,7 +456,7 @@ def _assemble(out: Path, plan: Plan, groups: dict[str, list[int]], tok_dir: Path
             {"group": g, "file": next(names) if stats[g]["examples"] else None, "stats": stats[g]}
             for g in groups[split]]
         shutil.rmtree(out / f".{split}-clm", ignore_errors=True)
-    load_tokenizer_dir(tok_dir).save(out / "tokenizer")
+    tok.save(out / "tokenizer")
     return {"counts": counts, "shards": shards, "groups": records}
 
 
@@ -548,7 +549,7 @@ def build_data(
             check(bool(groups["train"]), f"--shard-index {shard_index} of --num-shards {num_shards} has no work: the "
                   f"training split has only {-(-counts['train'] // plan.shard_chunks)} groups",
                   "use fewer shards, or a smaller --shard-chunks")
-        built = _assemble(staging, plan, groups, Path(tokenizer), key, repack=num_shards == 1)
+        built = _assemble(staging, plan, groups, tok, key, repack=num_shards == 1)
         _check_not_empty(built["counts"], params, num_shards)
         extra = {"slice": {"num_shards": num_shards, "shard_index": shard_index, "groups": built["groups"]}} \
             if num_shards > 1 else {}
@@ -636,7 +637,7 @@ def merge_data(slices: Sequence[str | os.PathLike], out: str | os.PathLike, *, f
     with staging_dir(out, force=force) as staging:
         plan = Plan(params, staging / ".groups", schema)
         groups = {s: _gather_groups(manifests, s, plan) for s in SPLITS}
-        built = _assemble(staging, plan, groups, tok_dir, key, repack=True)
+        built = _assemble(staging, plan, groups, tok, key, repack=True)
         shutil.rmtree(plan.work)
         _check_not_empty(built["counts"], params, 1)
         manifest = write_manifest(staging, "data", params, inputs=first["inputs"], upstream=first["upstream"],

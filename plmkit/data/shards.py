@@ -167,13 +167,21 @@ class RowBlock:
     def to_batch(self, schema: Schema) -> pa.RecordBatch:
         arrays = []
         for c in schema.columns:
-            values = _cast(self.values[c.name], c)
+            values = _arrow(_cast(self.values[c.name], c))
             if c.is_list:
                 offsets = np.concatenate(([0], np.cumsum(self.lengths[c.name]))).astype(np.int32)
-                arrays.append(pa.ListArray.from_arrays(pa.array(offsets), pa.array(values)))
+                arrays.append(pa.ListArray.from_arrays(_arrow(offsets), values))
             else:
-                arrays.append(pa.array(values))
+                arrays.append(values)
         return pa.RecordBatch.from_arrays(arrays, schema=schema.arrow())
+
+
+def _arrow(values: np.ndarray) -> pa.Array:
+    """A numpy array as an Arrow array without a copy (and without `pa.array`, whose first call
+    imports pandas to check for a Series: a second of start-up)."""
+    values = np.ascontiguousarray(values)
+    assert values.dtype != np.bool_, "Arrow booleans are bit-packed: cast flags to uint8 first"
+    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), values.size, [None, pa.py_buffer(values)])
 
 
 def _cast(values: np.ndarray, column: Column) -> np.ndarray:

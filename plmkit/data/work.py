@@ -219,14 +219,25 @@ _WORKER: ChunkWorker | None = None
 
 
 def init_worker(tokenizer_dir: str, params: dict[str, Any]) -> None:
-    """Pool initializer: one encoding thread per process (the processes are the parallelism)."""
+    """Pool initializer: one encoding thread per process (the processes are the parallelism).
+
+    A forked worker inherits the parent's `ChunkWorker` (see `share_with_forks`); a spawned one
+    loads the tokenizer itself.
+    """
     global _WORKER
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     os.environ["RAYON_NUM_THREADS"] = "1"
-    from plmkit.tokenization import load_tokenizer
+    if _WORKER is None or _WORKER.p != params:
+        from plmkit.tokenization import load_tokenizer
 
-    _WORKER = ChunkWorker(load_tokenizer(tokenizer_dir), params)
+        _WORKER = ChunkWorker(load_tokenizer(tokenizer_dir), params)
+
+
+def share_with_forks(worker: ChunkWorker | None) -> None:
+    """Let processes forked from now on start from `worker` instead of loading the tokenizer again."""
+    global _WORKER
+    _WORKER = worker
 
 
 def run_chunk(chunk: Chunk) -> ChunkResult:
