@@ -129,3 +129,13 @@ def test_truncated_or_missing_shards_are_one_line_errors(tmp_path):
     (tmp_path / "state.json").unlink()
     with pytest.raises(PlmkitError, match="no state.json"):
         open_split(tmp_path)
+
+
+@pytest.mark.parametrize("module", ["plmkit.data.shards", "plmkit.data.batched", "plmkit.data.params",
+                                    "plmkit.data.build", "plmkit.data.work"])
+def test_docstring_examples_hold(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.failed == 0 and (result.attempted > 0 or module == "plmkit.data.work")
