@@ -207,6 +207,14 @@ def bundled_corpus() -> list[Path]:
                       hint="pass your own text with --corpus PATH, or install plmkit from its repository")
 
 
+def _relative(path: Path) -> str:
+    """`path` relative to the working directory when it lies below it (shorter commands to copy)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 
 
@@ -395,7 +403,7 @@ def run_quickstart(families: Sequence[str], *, corpus: Sequence[str] | None = No
 
     if max_steps is not None:
         check(isinstance(max_steps, int) and max_steps > 0, f"--max-steps must be a whole number > 0, got {max_steps}")
-    corpus = [str(c) for c in (corpus or bundled_corpus())]
+    corpus = [str(c) for c in corpus] if corpus else [_relative(p) for p in bundled_corpus()]
     plan = make_plan(families, out, corpus, max_steps)
     _check_out(plan.out, plan, force)
     t_all, seconds, written = time.monotonic(), {}, []

@@ -43,6 +43,15 @@ def quickstart_command(
     show_summary(report)
 
 
+ACCURACY = {"next_token_accuracy": "next token", "mlm_accuracy": "masked tokens", "nsp_accuracy": "next sentence",
+            "sop_accuracy": "sentence order", "token_accuracy": "target tokens", "span_accuracy": "span tokens"}
+
+
+def one_line(text: str) -> str:
+    """Generated text in a table cell: line breaks shown as ↵."""
+    return " ↵ ".join(line.strip() for line in text.strip().splitlines())
+
+
 def show_summary(report) -> None:
     """What was written, the validation figures, the samples, and the commands to continue."""
     from rich.markup import escape
@@ -60,9 +69,8 @@ def show_summary(report) -> None:
     rows = []
     for f in report.families:
         m = f.metrics
-        accuracy = next((k for k in m if k.endswith("accuracy")), None)
-        rows.append((f.family, m["objective"], f"{m['loss']:.3f}", f"{m['perplexity']:.1f}",
-                     f"{accuracy.replace('_', ' ')} {m[accuracy]:.3f}" if accuracy else "", f.steps,
+        accuracies = ", ".join(f"{m[k]:.3f} {ACCURACY[k]}" for k in m if k in ACCURACY)
+        rows.append((f.family, m["objective"], f"{m['loss']:.3f}", f"{m['perplexity']:.1f}", accuracies, f.steps,
                      f"{f.seconds['train']:.0f} s"))
     ui.out.print(table("validation", rows, ("family", "objective", "loss", "perplexity", "accuracy", "steps",
                                             "train time")))
@@ -76,7 +84,7 @@ def show_summary(report) -> None:
                 extra = ", ".join(f"{tok} {p:.2f}" for tok, p in s.candidates)
             if s.original is not None:
                 extra = f"was: {s.original}" + (f"; best: {extra}" if extra else "")
-            sample_rows.append((s.prompt, s.output, extra))
+            sample_rows.append((s.prompt, one_line(s.output), extra))
         ui.out.print(table(f"{f.family} samples ({f.run})", sample_rows, ("prompt", "output", "")))
     ui.out.print("\nContinue from any stage with the ordinary commands:", markup=False)
     for what, cmd in continue_commands(report.plan):
