@@ -232,12 +232,10 @@ class Attention(nn.Module):
                 q, k = apply_rope(q, *rope), apply_rope(k, *rope)
             if cache is not None:
                 k, v = cache.update(layer, k, v)                                  # (B, K, S, D)
-        if self.K != self.A:
-            S = k.shape[2]
-            k = k[:, :, None].expand(B, self.K, self.A // self.K, S, self.D).reshape(B, self.A, S, self.D)
-            v = v[:, :, None].expand(B, self.K, self.A // self.K, S, self.D).reshape(B, self.A, S, self.D)
+        # enable_gqa repeats K/V heads inside SDPA (repeat_interleave order, as HF) without copies
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal and mask is None,
-                                           dropout_p=self.dropout if self.training else 0.0, scale=self.scale)
+                                           dropout_p=self.dropout if self.training else 0.0, scale=self.scale,
+                                           enable_gqa=self.K != self.A)
         return self.o(y.transpose(1, 2).reshape(B, T, self.A * self.D))                # (B, T, C)
 
     def _memory_kv(self, memory, cache, layer):

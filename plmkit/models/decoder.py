@@ -126,8 +126,11 @@ class DecoderModel(nn.Module):
         logits = self.lm_head(h[:, -num_last_logits:] if num_last_logits else h, self.word.weight)
         losses = {}
         if labels is not None:
-            targets = mask_padding(labels, attention_mask)[:, 1:]   # (B, T-1)
-            losses["clm"] = token_loss(logits[:, :-1], targets)
+            # Shift the targets left (last position predicts nothing) instead of slicing the
+            # logits: a (B, T-1, V) slice would be copied before the loss, forward and backward.
+            targets = mask_padding(labels, attention_mask)[:, 1:]                       # (B, T-1)
+            targets = torch.cat([targets, torch.full_like(targets[:, :1], -100)], dim=1)  # (B, T)
+            losses["clm"] = token_loss(logits, targets)
         return ModelOutput(loss=total_loss(losses), logits=logits, losses=losses)
 
     def _glm_output(self, h, labels, attention_mask, full_logits) -> ModelOutput:

@@ -41,9 +41,9 @@ def total_loss(losses: dict) -> torch.Tensor | None:
 def token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy over targets != -100; 0 (still differentiable) when there are none."""
     logits, targets = logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)
-    if not bool((targets != IGNORE).any()):
-        return logits.sum() * 0.0
-    return F.cross_entropy(logits.float(), targets, ignore_index=IGNORE)
+    # sum / count instead of mean: no host sync, and no 0/0 when nothing is labelled
+    total = F.cross_entropy(logits.float(), targets, ignore_index=IGNORE, reduction="sum")
+    return total / (targets != IGNORE).sum().clamp(min=1)
 
 
 def select_labelled(h: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
