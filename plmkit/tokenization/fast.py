@@ -76,6 +76,7 @@ SP_NEIGHBOURS = [(0x21, 0x7E), (0xA1, 0xAC), (0xAE, 0x2FF), (0x2010, 0x2027), (0
 PER_CHAR = {"NFD", "NFKD", "NFC", "NFKC", "Lowercase", "StripAccents"}  # normalisers that work per character
 CANONICAL = {"NFD", "NFC", "Lowercase"}  # … that also never remove a character nor make a space
 BYTE_LEVEL_NORMALIZERS = {"NFD", "NFC", "StripAccents", "Lowercase"}
+ASCII_CONTROL_SPACES = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"  # what str.split() cuts at, besides " "
 
 
 @dataclass
@@ -231,49 +232,67 @@ class _Table:
     def __init__(self, encode: Callable[[list[str]], tuple[np.ndarray, np.ndarray]],
                  lattice: _Lattice | None = None, prefix: str = ""):
         self.encode, self.lattice, self.prefix = encode, lattice, prefix
-        self.index: dict[str, int] = {}
+        self.index = _Index()
         self.starts = np.zeros(1024, dtype=np.int64)
         self.lens = np.zeros(1024, dtype=np.int64)
         self.gaps = np.zeros(1024, dtype=np.float64)  # Unigram: score gap (see _Lattice)
         self.nchars = np.zeros(1024, dtype=np.int64)  # Unigram: normalised length
         self.flat = np.zeros(1 << 16, dtype=np.int32)
-        self.size = self.used = 0
+        self.used = 0
+
+    @property
+    def size(self) -> int:
+        return self.index.next  # rows handed out, forgotten long units included
 
     def rows(self, keys: list[str]) -> np.ndarray:
-        index = self.index
-        rows = list(map(index.get, keys))
-        if None in rows:
-            new = list(dict.fromkeys(k for k, r in zip(keys, rows, strict=True) if r is None))
-            self.add(new)
-            rows = list(map(index.__getitem__, keys))
-            for k in new:
+        """Rows of `keys`; unseen ones get the next free rows (via `_Index.__missing__`) and are encoded."""
+        rows = np.fromiter(map(self.index.__getitem__, keys), dtype=np.int64, count=len(keys))
+        if self.index.pending:
+            self.add(self.index.pending)
+            for k in self.index.pending:
                 if len(k) > MAX_KEY_CHARS:
-                    del index[k]
-        return np.array(rows, dtype=np.int64)
+                    del self.index[k]
+            self.index.pending = []
+        return rows
 
     def add(self, keys: list[str]) -> None:
         inputs = [self.prefix + k for k in keys] if self.prefix else keys
         lens, flat = self.encode(inputs)
         n, total = len(keys), len(flat)
-        self._grow(n, total)
-        a, b = self.size, self.size + n
+        b = self.index.next
+        a = b - n
+        self._grow(b, total)
         self.lens[a:b] = lens
         self.starts[a:b] = self.used + np.cumsum(lens) - lens
         self.flat[self.used:self.used + total] = flat
         if self.lattice is not None:
             self.gaps[a:b], self.nchars[a:b] = self.lattice.check(inputs)
-        self.index.update(zip(keys, range(a, b), strict=True))
-        self.size, self.used = b, self.used + total
+        self.used += total
 
     def _grow(self, rows: int, ids: int) -> None:
-        if self.size + rows > len(self.lens):
-            cap = max(2 * len(self.lens), self.size + rows)
+        if rows > len(self.lens):
+            cap = max(2 * len(self.lens), rows)
             for name in ("starts", "lens", "gaps", "nchars"):
                 old = getattr(self, name)
                 setattr(self, name, np.concatenate([old, np.zeros(cap - len(old), dtype=old.dtype)]))
         if self.used + ids > len(self.flat):
             cap = max(2 * len(self.flat), self.used + ids)
             self.flat = np.concatenate([self.flat, np.zeros(cap - len(self.flat), dtype=np.int32)])
+
+
+class _Index(dict):
+    """unit → row; an unseen unit gets the next row at once and waits in `pending` to be encoded."""
+
+    def __init__(self):
+        super().__init__()
+        self.next = 0
+        self.pending: list[str] = []
+
+    def __missing__(self, key: str) -> int:
+        row = self[key] = self.next
+        self.next += 1
+        self.pending.append(key)
+        return row
 
 
 def _gather(a: _Table, b: _Table, rows: np.ndarray, in_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -360,7 +379,8 @@ def _wordpiece_plan(cfg: dict) -> _Plan | str:
     # str.split() cuts at Python's whitespace, which the BERT pipeline also cuts at, except for
     # these (control characters to clean_text, which removes them and so joins their neighbours)
     joined = re.compile("[\\x0b\\x0c\\x1c-\\x1f\\x85]").search
-    cjk = re.compile(f"[{_char_class(c for c in isolated if not c.isascii() and unicodedata.category(c)[0] != 'P')}]").search
+    ideographs = [c for c in isolated if not c.isascii() and unicodedata.category(c)[0] != "P"]
+    cjk = re.compile(f"[{_char_class(ideographs)}]").search if ideographs else _never
 
     def split(t: str) -> tuple[list[str], int]:
         """Whitespace-separated chunks (fewer, faster) unless the text has CJK or odd controls.
@@ -433,6 +453,8 @@ def _byte_level_plan(cfg: dict) -> _Plan | str:
 
     def split(t: str) -> tuple[list[str], int] | None:
         """`str.split(" ")` when every space starts a word (the common case), else the unit regex."""
+        if not t:
+            return [], 0  # the library adds no prefix space to an empty text
         if prefix_space and not t.startswith(" "):
             t = " " + t
         if t.isascii():
@@ -508,20 +530,29 @@ def _sentencepiece_plan(cfg: dict) -> _Plan | str:
     encoder = _unit_encoder(cfg, normalizer=keep_norm)
     if lattice is not None:
         lattice = lattice.bind(encoder)
-    return _Plan("sentencepiece", _keep_spaces_split, encoder, prefix=" ", lattice=lattice)
+    # A control character no piece contains (SentencePiece trains on lines: "\n" is never in a
+    # piece) is a cut on both sides, if byte fallback spells it (no unknown token to fuse with).
+    alone = [c for c in ASCII_CONTROL_SPACES if all(c not in p or p == c for p in pieces)
+             and (c in pieces or model.get("byte_fallback"))]
+    refine = None
+    if alone:
+        c = _char_class(alone)
+        refine = re.compile(f"[{c}]|[ ▁]+[^ ▁{c}]*|[^ ▁{c}]+").findall
+    return _Plan("sentencepiece", _keep_spaces_split, encoder, prefix=" ", refine=refine, lattice=lattice)
 
 
 def _keep_spaces_split(t: str) -> tuple[list[str], int]:
-    """Units "space-run + word", each without its first space: " " + t = " " + u0 + " " + u1 … .
+    """Units "space-run + word" of " " + t: literal, or implied (their first space left out).
 
-    >>> _keep_spaces_split("a  b▁c ")
-    (['a', ' b', 'c', ''], 0)
+    >>> _keep_spaces_split("a b"), _keep_spaces_split("a  b▁c ")
+    ((['a', 'b'], 0), ([' a', '  b', '▁c', ' '], 4))
     """
     if not t:
         return [], 0
     if t.isascii() and "  " not in t and not t.startswith(" "):
         return t.split(" "), 0
-    return [u[1:] for u in _SPACE_RUNS(" " + t)], 0
+    units = _SPACE_RUNS(" " + t)
+    return units, len(units)
 
 
 _SPACE_RUNS = re.compile("[ ▁]+[^ ▁]*").findall
@@ -533,12 +564,22 @@ def _collapse_plan(cfg: dict, steps: list[dict]) -> _Plan | str:
     full = _normalizer(dict(type="Sequence", normalizers=steps))
     if full(" ") != " " or full("a b") != "a b":
         return "the charsmap changes spaces"
+    # control characters the normaliser turns into a space are cuts too (graphemes always break
+    # around a control character); str.split() cuts at all of ASCII's, if none is removed instead
+    controls = [c for c in ASCII_CONTROL_SPACES if full(c) == " "]
     neighbours = _sp_neighbours(json.dumps(pre, sort_keys=True))
-    safe = _char_class(neighbours + " ")
-    cut = re.compile(f"(?<=[{safe}]) (?=[{safe}])").split
+    safe = _char_class(neighbours + " " + "".join(controls))
+    cut = re.compile(f"(?<=[{safe}]) (?=[{safe}])|[{_char_class(controls)}]").split
+    removed = re.compile(f"[{_char_class(set(ASCII_CONTROL_SPACES) - set(controls))}]").search \
+        if len(controls) < len(ASCII_CONTROL_SPACES) else None
 
     def split(t: str) -> tuple[list[str], int]:
-        units = t.split(" ") if t.isascii() else cut(t)
+        if not t.isascii():
+            units = cut(t)
+        elif removed is None or not removed(t):
+            units = t.split()
+        else:
+            units = t.split(" ")
         return units, len(units)
 
     return _Plan("sentencepiece", split, _unit_encoder(cfg))
@@ -644,6 +685,10 @@ def _normalizer(spec: dict | None) -> Callable[[str], str]:
            "pre_tokenizer": None, "post_processor": None, "decoder": None,
            "model": {"type": "WordLevel", "vocab": {"[UNK]": 0}, "unk_token": "[UNK]"}}
     return HFTokenizer.from_str(json.dumps(doc)).normalizer.normalize_str
+
+
+def _never(_: str) -> None:
+    return None
 
 
 def _char_class(chars) -> str:
