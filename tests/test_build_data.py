@@ -180,9 +180,11 @@ def test_t5_inputs_and_targets_have_exact_lengths_and_give_back_the_raw_text(bui
         assert list(spans) == list(range(len(spans)))  # the k-th span has the k-th sentinel
         for i in inputs[:-1]:
             raw += spans[sentinels[i]] if i in sentinels else [i]
-    # One chunk per split here: T5 concatenates documents without a separator.
+    # T5 concatenates documents without a separator; packing restarts at each chunk of 256
+    # documents, so each of the 2 training chunks may end with one shorter example.
     assert raw == np.concatenate(split_docs["train"]).tolist()
-    assert all(len(r["input_ids"]) == 64 and len(r["labels"]) == target_len for r in got[:-1])
+    full = [len(r["input_ids"]) == 64 and len(r["labels"]) == target_len for r in got]
+    assert len(full) - sum(full) <= 2 and all(len(r["input_ids"]) <= 64 for r in got)
 
 
 def _glm_text(got: list[dict], tok) -> list[int]:

@@ -77,9 +77,9 @@ def build_data(
                                              rich_help_panel=_SCALE)] = 0,
     merge: Annotated[bool, typer.Option("--merge", help="Join the slice directories given as arguments into --out.",
                                         rich_help_panel=_SCALE)] = False,
-    chunk_docs: Annotated[int | None, _opt("Documents per work chunk (default 1024); cross-document packing restarts "
+    chunk_docs: Annotated[int | None, _opt("Documents per work chunk (default 256); cross-document packing restarts "
                                            "at chunk boundaries.", "Advanced")] = None,
-    chunk_chars: Annotated[int | None, _opt("Characters per work chunk (default 524288).", "Advanced")] = None,
+    chunk_chars: Annotated[int | None, _opt("Characters per work chunk (default 131072).", "Advanced")] = None,
     shard_chunks: Annotated[int | None, _opt("Chunks per shard file (default 64).", "Advanced")] = None,
     force: Annotated[bool, typer.Option(help="Overwrite --out if it exists.")] = False,
 ) -> None:

@@ -10,9 +10,10 @@ The pipeline, and why each step is shaped the way it is:
 2. **Chunk.** Each split's documents are cut into chunks of `chunk_docs` documents or
    `chunk_chars` characters, whichever comes first, and `shard_chunks` consecutive chunks form
    a *group*. These boundaries depend on the corpus and the parameters only.
-3. **Work.** Chunks go to `work.ChunkWorker`, in this process (`--num-proc 1`) or in a pool of
-   processes, at most `2 × num_proc + 2` in flight (memory stays bounded by that, not by the
-   corpus); results come back in order. Rows depend only on the chunk, never on the worker.
+3. **Work.** Chunks go to `work.ChunkWorker`, in this process (`--num-proc 1`, and the first
+   chunk always) or in a pool of processes, at most `2 × num_proc + 2` in flight (memory stays
+   bounded by that, not by the corpus); results come back in order. Rows depend only on the
+   chunk, never on the worker.
 4. **Group files.** Each group's rows go to one Arrow file in a work folder beside `--out`,
    `.OUT.work-KEY/` (KEY = fingerprint of corpus, tokenizer and parameters), written under a
    temporary name and renamed when the group is complete. A rerun of an interrupted build
@@ -244,6 +245,10 @@ def _add_stats(total: dict[str, int], more: dict[str, int]) -> None:
 class _Runner:
     """Runs chunks in order, in this process or in a process pool, with at most `limit` in flight.
 
+    With several workers, the first chunk still runs here: that warms the encoder's cache of
+    encoded words (`tokenization.fast`), and the pool is forked only then, so every worker starts
+    with the corpus's common words known instead of encoding them again each.
+
     A `ProcessPoolExecutor` (not `multiprocessing.Pool`): a worker that dies (killed, out of
     memory) fails the build with an error instead of leaving a result that never comes.
     """
@@ -251,29 +256,33 @@ class _Runner:
     def __init__(self, tokenizer_dir: str, tok, params: dict[str, Any], num_proc: int):
         self._pending: deque = deque()
         self.limit = 2 * num_proc + 2
+        self.num_proc, self.tokenizer_dir, self.params = num_proc, tokenizer_dir, params
         self._pool = None
-        if num_proc == 1:
-            # One encoding thread, as in each worker process: --num-proc N means N cores.
-            self._env = os.environ.get("TOKENIZERS_PARALLELISM")
-            os.environ["TOKENIZERS_PARALLELISM"] = "false"
-            self._local = ChunkWorker(tok, params)
-        else:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor
-
-            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-            share_with_forks(ChunkWorker(tok, params))  # forked workers skip loading the tokenizer
-            self._pool = ProcessPoolExecutor(num_proc, mp_context=ctx, initializer=init_worker,
-                                             initargs=(tokenizer_dir, params))
+        # One encoding thread per process: --num-proc N means N cores. (Set before any encoding,
+        # so that forked workers inherit a tokenizer that never started its thread pool.)
+        self._env = os.environ.get("TOKENIZERS_PARALLELISM")
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
+        self._local = ChunkWorker(tok, params)
 
     def submit(self, chunk: Chunk) -> Iterator[ChunkResult]:
         """Queue `chunk`; yields the results that must be taken to stay within the limit."""
-        if self._pool is None:
+        if self.num_proc == 1 or self._pool is None:
             yield self._local(chunk)
+            if self.num_proc > 1:
+                self._start_pool()
             return
         self._pending.append(self._pool.submit(run_chunk, chunk))
         while len(self._pending) >= self.limit:
             yield self._result(self._pending.popleft())
+
+    def _start_pool(self) -> None:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        share_with_forks(self._local)  # forked workers start from this (warm) worker
+        self._pool = ProcessPoolExecutor(self.num_proc, mp_context=ctx, initializer=init_worker,
+                                         initargs=(self.tokenizer_dir, self.params))
 
     def drain(self) -> Iterator[ChunkResult]:
         while self._pending:
@@ -293,7 +302,7 @@ class _Runner:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=not ok)
             share_with_forks(None)
-        elif self._env is None:
+        if self._env is None:
             os.environ.pop("TOKENIZERS_PARALLELISM", None)
         else:
             os.environ["TOKENIZERS_PARALLELISM"] = self._env

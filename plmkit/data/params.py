@@ -45,7 +45,7 @@ ROLES_NEEDED = {
 
 # How work is cut (documents per chunk, characters per chunk, chunks per shard). They decide
 # where cross-document packing restarts, so they are parameters of the output, recorded too.
-LAYOUT = {"chunk_docs": 1024, "chunk_chars": 1 << 19, "shard_chunks": 64}
+LAYOUT = {"chunk_docs": 256, "chunk_chars": 1 << 17, "shard_chunks": 64}
 
 MAX_SEQ_LEN = 1 << 20
 
