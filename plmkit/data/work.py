@@ -7,7 +7,7 @@ and the parameters, so the output is the same however chunks are spread over pro
 
 * objectives that decide per document (nsp, sop, glm) draw from `example_rng(seed, 0, d)`,
   document `d`'s own generator; NSP's "random next" document is another document of the same
-  chunk (`pairs.other_document_sampler`);
+  chunk (the draws of `pairs.other_document_sampler`);
 * mlm and t5-span draw from one generator per chunk, `example_rng(seed, 1, first document of
   the chunk)`: mlm masks all the chunk's segments in one vectorised pass (`batched.py`), and
   packing across documents (mlm `--cross-documents`, t5-span) restarts at each chunk, whose
@@ -31,7 +31,7 @@ from plmkit.data.batched import mask_flat, segment_documents, segment_stream
 from plmkit.data.objectives import IGNORE_INDEX, SpecialIds, example_rng
 from plmkit.data.objectives.clm import BlockPacker, clm_document
 from plmkit.data.objectives.glm import glm_examples
-from plmkit.data.objectives.mlm import MaskSpec, mlm_example
+from plmkit.data.objectives.mlm import MaskSpec, mask_tokens
 from plmkit.data.objectives.pairs import nsp_examples, sop_examples
 from plmkit.data.objectives.spans import span_corrupt, t5_input_target_lengths
 from plmkit.data.shards import RowBlock
@@ -69,9 +69,7 @@ class ChunkWorker:
         if "mask_replace" in params:
             self.spec = MaskSpec(params["mask_prob"], params["max_predictions"], params["mask_replace"],
                                  params["random_replace"], params["ngram"])
-        self.word_starts = None
-        if params.get("whole_word"):
-            self.word_starts = np.asarray(tok.word_start_mask(np.arange(tok.vocab_size)), dtype=bool)
+        self.word_starts = _word_start_table(tok) if params.get("whole_word") else None
         self.sentinels = np.asarray(tok.sentinel_ids, dtype=np.int32)
 
     def __call__(self, chunk: Chunk) -> ChunkResult:
@@ -115,7 +113,17 @@ class ChunkWorker:
                              random_replace=self.spec.random_replace)
             return RowBlock(cols, dict.fromkeys(cols, lengths), lengths.size)
         segments = np.split(flat, np.cumsum(lengths)[:-1]) if lengths.size else []
-        return RowBlock.from_rows([mlm_example(s, rng, sp, self.spec, self.word_starts) for s in segments])
+        return RowBlock.from_rows([self._mask_segment(s, rng) for s in segments])
+
+    def _mask_segment(self, ids: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Whole-word or n-gram masking of one segment (word starts read in context)."""
+        special = self.specials.is_special(ids)
+        starts = self.tok.word_start_mask(ids) if self.word_starts is not None else None
+        s = self.spec
+        input_ids, labels = mask_tokens(ids, special, rng, specials=self.specials, mask_prob=s.mask_prob,
+                                        max_predictions=s.max_predictions, mask_replace=s.mask_replace,
+                                        random_replace=s.random_replace, word_starts=starts, ngram=s.ngram)
+        return {"input_ids": input_ids, "labels": labels, "special_tokens_mask": special.astype(np.uint8)}
 
     def _pair_rows(self, chunk: Chunk, docs: list[list[np.ndarray]], seed: int) -> list[dict]:
         common = {"seq_len": self.p["seq_len"], "specials": self.specials, "short_seq_prob": self.p["short_seq_prob"],
@@ -172,6 +180,18 @@ class ChunkWorker:
             targets = v["labels"][v["labels"] != IGNORE_INDEX]
             stats.update(noise=int(np.count_nonzero(targets != self.specials.eop)), raw_tokens=doc_tokens)
         return stats
+
+
+def _word_start_table(tok) -> np.ndarray:
+    """Per id: does the token begin a word, read without context (for `word_start_table`).
+
+    `tok.word_start_mask(ids)` reads a sequence: a token also begins a word when the token
+    before it ends in whitespace. Over `arange(V)` that would make each id's answer depend on
+    the id before it; over the pairs `i, i` it depends on `i` only, and a token that ends in
+    whitespace (`Ġ`, `▁`, a newline) also begins with it, so the answer is the token's own.
+    """
+    ids = np.repeat(np.arange(tok.vocab_size), 2)
+    return np.asarray(tok.word_start_mask(ids), dtype=bool)[1::2]
 
 
 def _other_sampler(docs: list, usable: list[int], index: int):
