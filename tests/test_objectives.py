@@ -505,6 +505,17 @@ def test_glm_round_trip_budget_and_coverage():
             assert not np.any((row["input_ids"][: sep - 1] == SP.mask) & (row["input_ids"][1:sep] == SP.mask))
 
 
+def test_glm_every_document_ends_with_exactly_one_eos_whatever_its_length():
+    """Regression: a document whose last stretch exactly filled a row's text window (seq_len − 1 −
+    2 × spans tokens) used to end without its EOS. Sweep lengths across several row boundaries."""
+    for length in range(1, 120):
+        for seed in range(3):
+            rows = glm_examples(np.arange(length) % 80 + 10, example_rng(seed, length), seq_len=16, specials=SP)
+            texts = [_glm_reconstruct(r) for r in rows]
+            assert [t[-1] == SP.eos for t in texts] == [False] * (len(texts) - 1) + [True], (length, seed)
+            assert sum(len(t) - 1 for t in texts) == length + 1  # every token once, plus the EOS
+
+
 def test_glm_rejects_a_too_short_seq_len():
     with pytest.raises(PlmkitError, match="--seq-len"):
         glm_examples(np.arange(10, 20), example_rng(0), seq_len=6, specials=SP)

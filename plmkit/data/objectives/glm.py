@@ -62,7 +62,9 @@ def _window(remaining: int, n_spans: int, seq_len: int) -> tuple[int, bool]:
     """
     if remaining + 2 + 2 * n_spans <= seq_len:
         return remaining, True
-    return seq_len - 1 - 2 * n_spans, False
+    # Leave at least one token for the next row, which carries the document's EOS: a window that
+    # took all the remaining text here would end the document without it.
+    return min(seq_len - 1 - 2 * n_spans, remaining - 1), False
 
 
 class _LengthSource:
