@@ -441,6 +441,17 @@ def _take(pieces: list[Piece], tokens: list[int], ends: Sequence[set[int]], limi
     return going
 
 
+def _decoding_device(model) -> torch.device:
+    """The model's device; on the CPU its wide weights are first laid out for decoding (same values,
+    faster matrix-vector products: `plmkit.models.blocks.decoding_layout`)."""
+    from plmkit.models.blocks import decoding_layout
+
+    device = next(model.parameters()).device
+    if device.type == "cpu":
+        decoding_layout(model)
+    return device
+
+
 @torch.inference_mode()
 def decode_continuations(model, prompts: Sequence[Sequence[int]], pieces: list[Piece], sampler: Sampler,
                          limits: Sequence[tuple[int, str]], eos: set[int], pad: int, use_cache: bool = True) -> None:
@@ -450,7 +461,7 @@ def decode_continuations(model, prompts: Sequence[Sequence[int]], pieces: list[P
     real tokens only (cumsum of the mask - 1), so a padded row matches the same prompt alone.
     With `use_cache=False` the whole sequence is recomputed at every step (the reference path).
     """
-    device = next(model.parameters()).device
+    device = _decoding_device(model)
     ids, mask = pad_rows(prompts, pad, device, left=True)          # (B, L)
     B, L = ids.shape
     padded = not bool(mask.all())
@@ -486,7 +497,7 @@ def _last_logits(model, ids, mask, positions, padded: bool, cache) -> torch.Tens
 def decode_seq2seq(model, inputs: Sequence[Sequence[int]], pieces: list[Piece], sampler: Sampler,
                    max_new: int, ends: Sequence[set[int]], pad: int, use_cache: bool = True) -> None:
     """T5: encode each input once, then decode from the start token until a row's end ids or `max_new`."""
-    device = next(model.parameters()).device
+    device = _decoding_device(model)
     ids, mask = pad_rows(inputs, pad, device, left=False)           # (B, S)
     memory = model.encode(ids, mask)                                # (B, S, C)
     cfg = model.cfg
@@ -523,7 +534,7 @@ def decode_glm(model, rows: Sequence[GlmRow], spans: list[list[Piece]], sampler:
     block position 1 ([sop]), 2, 3, …, the layout of the glm objective's training rows; each
     span sees Part A and the spans before it. `ids`: sop, eop, eos, pad.
     """
-    device = next(model.parameters()).device
+    device = _decoding_device(model)
     part_a, mask = pad_rows([r.part_a for r in rows], ids["pad"], device, left=True)   # (B, L)
     B, L = part_a.shape
     padded = not bool(mask.all())

@@ -32,6 +32,7 @@ from plmkit.models.blocks import (
     build_mask,
     init_weights,
     make_norm,
+    maybe_dropout,
     rope_cos_sin,
     sinusoidal_table,
 )
@@ -64,6 +65,7 @@ class DecoderModel(nn.Module):
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.num_hidden_layers))
         self.final_norm = make_norm(cfg) if cfg.norm_placement == "pre" else None
         self.lm_head = LMHead(cfg)
+        self._rope_table: tuple[torch.Tensor, torch.Tensor] | None = None   # cos, sin (P, D), see `rope`
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -75,6 +77,11 @@ class DecoderModel(nn.Module):
         for layer in self.layers:
             for proj in (layer.attn.o, layer.mlp.down):
                 nn.init.normal_(proj.weight, std=cfg.initializer_range / (2 * cfg.num_hidden_layers) ** 0.5)
+
+    @property
+    def output_weight(self) -> torch.Tensor:
+        """The LM head's (V, C) weight: the word embeddings when tied."""
+        return self.word.weight if self.lm_head.weight is None else self.lm_head.weight
 
     def new_cache(self, batch_size: int, max_length: int, dtype=None, device=None) -> KVCache:
         cfg, p = self.cfg, self.word.weight
@@ -91,7 +98,22 @@ class DecoderModel(nn.Module):
             if block_position_ids is None:
                 block_position_ids = torch.zeros_like(position_ids)
             x = x + self.position(position_ids) + self.block_position(block_position_ids)
-        return self.drop(x)
+        return maybe_dropout(self.drop, x)
+
+    def rope(self, position_ids, S: int, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """RoPE's cos, sin (B, 1, T, D) for `position_ids`, looked up in a table of positions 0…P-1.
+
+        The table is `rope_cos_sin` of every position, computed once per device (and again if S
+        exceeds it) instead of at every decode step; it is not a buffer, so it stays fp32 and
+        out of the state dict.
+        """
+        cfg, table = self.cfg, self._rope_table
+        if table is None or table[0].device != position_ids.device or table[0].shape[0] < S:
+            P = max(cfg.max_position_embeddings, S)
+            positions = torch.arange(P, device=position_ids.device)[None]
+            cos, sin = rope_cos_sin(positions, cfg.attn_head_dim, cfg.rope_theta, torch.float32)  # (1, 1, P, D)
+            table = self._rope_table = (cos[0, 0], sin[0, 0])
+        return table[0][position_ids][:, None].to(dtype), table[1][position_ids][:, None].to(dtype)
 
     def forward(self, input_ids, attention_mask=None, labels=None, position_ids=None, block_position_ids=None,
                 sep=None, cache: KVCache | None = None, full_logits=False, num_last_logits=0) -> ModelOutput:
@@ -102,7 +124,7 @@ class DecoderModel(nn.Module):
         if position_ids is None:
             position_ids = torch.arange(past, S, device=input_ids.device).expand(B, T)
         x = self.embed(input_ids, position_ids, block_position_ids)
-        rope = rope_cos_sin(position_ids, cfg.attn_head_dim, cfg.rope_theta, x.dtype) if cfg.position == "rope" else None
+        rope = self.rope(position_ids, S, x.dtype) if cfg.position == "rope" else None
         padded = attention_mask is not None and not bool(attention_mask.all())
         kind = cfg.attention_mask if sep is not None else "causal"   # no sep: pure causal (GLM decoding steps)
         if kind == "causal" and not padded and (T == 1 or past == 0):

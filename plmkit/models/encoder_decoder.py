@@ -33,6 +33,7 @@ from plmkit.models.blocks import (
     additive,
     build_mask,
     make_norm,
+    maybe_dropout,
     relative_buckets,
 )
 from plmkit.models.config import ModelConfig
@@ -85,6 +86,11 @@ class EncoderDecoderModel(nn.Module):
             nn.init.normal_(block.mlp.up.weight, std=f * C ** -0.5)
             nn.init.normal_(block.mlp.down.weight, std=f * F_ ** -0.5)
 
+    @property
+    def output_weight(self) -> torch.Tensor:
+        """The LM head's (V, C) weight: the shared embeddings when tied (v1.0)."""
+        return self.shared.weight if self.lm_head.weight is None else self.lm_head.weight
+
     def new_cache(self, batch_size: int, max_length: int, dtype=None, device=None) -> KVCache:
         cfg, p = self.cfg, self.shared.weight
         return KVCache(cfg.decoder_layers, batch_size, cfg.num_attention_heads, max_length, cfg.attn_head_dim,
@@ -122,7 +128,7 @@ class EncoderDecoderModel(nn.Module):
         B, T = decoder_input_ids.shape
         past = cache.length if cache is not None else 0
         P, device = past + T, decoder_input_ids.device
-        y = self.drop(self.shared(decoder_input_ids))
+        y = maybe_dropout(self.drop, self.shared(decoder_input_ids))
         bias = self.position_bias(self.decoder_bias, T, P, False, device)
         causal = additive(build_mask("causal", decoder_attention_mask, T, P, device), y.dtype)
         self_mask = bias + causal                                                   # (B or 1, A, T, P)
@@ -132,7 +138,7 @@ class EncoderDecoderModel(nn.Module):
             y = layer(y, self_mask, cache=cache, layer=i, memory=memory, memory_mask=memory_mask)
         if cache is not None:
             cache.advance(T)
-        return self.drop(self.decoder_norm(y))
+        return maybe_dropout(self.drop, self.decoder_norm(y))
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, decoder_input_ids=None,
                 decoder_attention_mask=None, encoder_outputs=None, cache: KVCache | None = None) -> ModelOutput:
