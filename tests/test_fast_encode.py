@@ -108,12 +108,13 @@ def test_hostile_fixture_and_corpus_match_the_library(name, trained, documents):
     assert_same(enc, trained[name], documents)
     for t in NASTY[::3]:
         assert enc.encode(t).tolist() == library_ids(trained[name], [t])[0]
-    # ordinary text stays on the fast path (only literal special tokens, for Unigram a few
-    # near-tied lattices, and for byte-level BPE with a normaliser non-ASCII text go to the library)
+    # English prose stays on the fast path: only literal special tokens and, for Unigram, a few
+    # near-tied lattices go to the library (as does text without spaces for the kinds that cannot
+    # cut it, whose units are whole lines)
+    english = [d for d in documents if d.isascii()]
     before = enc.library_texts
-    enc.encode_batch(documents)
-    allowed = sum(not d.isascii() for d in documents) if name == "bpe-lower-strip" else len(documents) // 50
-    assert enc.library_texts - before <= allowed
+    enc.encode_batch(english)
+    assert len(english) > 100 and enc.library_texts - before <= len(english) // 50
 
 
 @pytest.mark.parametrize("name", ["wordpiece", "bpe", "unigram", "sp-bpe"])

@@ -96,6 +96,23 @@ class _Plan:
     prefix: str = ""
     refine: Callable[[str], list[str]] | None = None
     lattice: _Lattice | None = None  # Unigram's rounding check
+    join: _Join | None = None  # how unseen units share one library text (else one text each)
+    join_growth: int = 1  # how much longer than its characters a joined text may normalise
+
+
+@dataclass
+class _Join:
+    """Unseen units are encoded many to a library text: `sep.join(units)`, ids handed back by offsets.
+
+    Only units for which `joinable` holds, and only where `sep` is a hard boundary between any
+    two of them, so each unit's ids come out as if encoded alone. A token belongs to the unit its
+    start offset falls in; with `sep_to_next`, a separator belongs to the unit after it
+    (SentencePiece's "▁" of the separator space), otherwise tokens on a separator are dropped.
+    """
+
+    sep: str
+    joinable: Callable[[str], bool]
+    sep_to_next: bool = False
 
 
 class FastEncoder:
@@ -152,18 +169,20 @@ class FastEncoder:
         if plan is None:
             self._tables = []
             return
-        unit = _library_encode(plan.encoder)
+        # the table that asks the library measures Unigram lattices; the tables above it add up
+        bottom = self._literal = _Table(_library_encode(plan.encoder, plan.join), plan.lattice)
+        self._tables = [bottom]
         if plan.refine is not None:
-            self._fine = _Table(unit)
-            unit = _refined_encode(plan.refine, self._fine)
-        self._literal = _Table(unit, plan.lattice)
-        self._implied = _Table(unit, plan.lattice, prefix=plan.prefix)
-        self._tables = [self._literal, self._implied] + ([self._fine] if plan.refine else [])
+            self._literal = _Table(_refined_encode(plan.refine, bottom))
+            self._tables.append(self._literal)
+        # an implied unit is the literal unit `prefix + unit`: ask the literal table, not the library
+        self._implied = _Table(_refined_encode(_itself, self._literal), prefix=plan.prefix)
+        self._tables.append(self._implied)
 
     def _cut(self, texts: list[str]) -> tuple[list[int], list[str], list[str], list[int], list[int]]:
         """Every text's literal and implied units (flattened, each text's literal ones first);
         `slow`: the texts the library must encode itself."""
-        split, added = self._plan.split, self._added
+        split, added, lattice = self._plan.split, self._added, self._plan.lattice is not None
         slow: list[int] = []
         literal: list[str] = []
         implied: list[str] = []
@@ -177,6 +196,14 @@ class FastEncoder:
                 n_imp.append(0)
                 continue
             units, k = cut
+            if units and (len(units[0]) > MAX_KEY_CHARS if len(units) == 1 else
+                          lattice and max(map(len, units)) > MAX_KEY_CHARS):
+                # a long unit will not be kept (Chinese has no spaces): the library might as well
+                # encode the whole text, and for Unigram that saves re-running its lattice here
+                slow.append(i)
+                n_lit.append(0)
+                n_imp.append(0)
+                continue
             if k == len(units):
                 literal.extend(units)
             elif k == 0:
@@ -224,14 +251,16 @@ class FastEncoder:
 class _Table:
     """Distinct units and their ids, in flat arrays (row → ids `flat[starts[row]:starts[row]+lens[row]]`).
 
-    `encode(inputs)` gives (ids per input, as lengths and one flat array); a unit's input is
+    `encode(inputs)` gives the ids per input (as lengths and one flat array), and for Unigram
+    their gaps and normalised lengths (or None: `lattice` measures them); a unit's input is
     `prefix + unit`. Units longer than MAX_KEY_CHARS are encoded but forgotten at once (their
     ids stay in the arrays until the tables are reset).
     """
 
-    def __init__(self, encode: Callable[[list[str]], tuple[np.ndarray, np.ndarray]],
-                 lattice: _Lattice | None = None, prefix: str = ""):
+    def __init__(self, encode: Callable, lattice: _Lattice | None = None, prefix: str = ""):
         self.encode, self.lattice, self.prefix = encode, lattice, prefix
+        # whether the rows carry Unigram gaps: measured here, or added up from a table below
+        self.measured = lattice is not None or getattr(encode, "measured", False)
         self.index = _Index()
         self.starts = np.zeros(1024, dtype=np.int64)
         self.lens = np.zeros(1024, dtype=np.int64)
@@ -257,7 +286,7 @@ class _Table:
 
     def add(self, keys: list[str]) -> None:
         inputs = [self.prefix + k for k in keys] if self.prefix else keys
-        lens, flat = self.encode(inputs)
+        lens, flat, gaps, nchars = self.encode(inputs)
         n, total = len(keys), len(flat)
         b = self.index.next
         a = b - n
@@ -266,7 +295,9 @@ class _Table:
         self.starts[a:b] = self.used + np.cumsum(lens) - lens
         self.flat[self.used:self.used + total] = flat
         if self.lattice is not None:
-            self.gaps[a:b], self.nchars[a:b] = self.lattice.check(inputs)
+            gaps, nchars = self.lattice.check(inputs)
+        if gaps is not None:
+            self.gaps[a:b], self.nchars[a:b] = gaps, nchars
         self.used += total
 
     def _grow(self, rows: int, ids: int) -> None:
@@ -317,26 +348,96 @@ def _pick(col_a: np.ndarray, col_b: np.ndarray, rows: np.ndarray, in_b: np.ndarr
     return out
 
 
-def _library_encode(encoder: HFTokenizer) -> Callable[[list[str]], tuple[np.ndarray, np.ndarray]]:
+def _library_encode(encoder: HFTokenizer, join: _Join | None) -> Callable[[list[str]], tuple[np.ndarray, np.ndarray]]:
+    """units → (number of ids of each, all ids end to end), from the library."""
     def encode(inputs: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        ids = [e.ids for e in encoder.encode_batch_fast(inputs, add_special_tokens=False)]
-        lens = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-        return lens, np.fromiter(chain.from_iterable(ids), dtype=np.int32, count=int(lens.sum()))
+        together = np.fromiter(map(join.joinable, inputs), dtype=bool, count=len(inputs)) if join \
+            else np.zeros(len(inputs), dtype=bool)
+        parts = []
+        alone = np.flatnonzero(~together)
+        if len(alone):
+            found = encoder.encode_batch_fast([inputs[i] for i in alone.tolist()], add_special_tokens=False)
+            ids = [e.ids for e in found]
+            lens = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+            parts.append((alone, lens, np.fromiter(chain.from_iterable(ids), dtype=np.int32, count=int(lens.sum()))))
+        if together.any():
+            idx = np.flatnonzero(together)
+            parts.append((idx, *_encode_joined(encoder, join, [inputs[i] for i in idx.tolist()])))
+        if len(parts) == 1:
+            return parts[0][1], parts[0][2], None, None
+        order = np.argsort(np.concatenate([p[0] for p in parts]), kind="stable")
+        lens = np.concatenate([p[1] for p in parts])
+        flat = np.concatenate([p[2] for p in parts])
+        return lens[order], _segments(flat, (np.cumsum(lens) - lens)[order], lens[order]), None, None
 
     return encode
 
 
-def _refined_encode(refine: Callable[[str], list[str]], fine: _Table) -> Callable[[list[str]], tuple[np.ndarray, np.ndarray]]:
-    """Encode units by cutting them smaller and looking the pieces up in `fine` (which asks the library)."""
-    def encode(inputs: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def _segments(flat: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """flat[starts[0]:starts[0]+lens[0]], flat[starts[1]:…], … laid end to end, without a Python loop."""
+    ends = np.cumsum(lens)
+    within = np.arange(int(ends[-1]) if len(ends) else 0) - np.repeat(ends - lens, lens)
+    return flat[np.repeat(starts, lens) + within]
+
+
+JOIN_CHARS = 2000  # characters per joined library text (a few hundred units)
+
+
+def _encode_joined(encoder: HFTokenizer, join: _Join, units: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(number of ids of each unit, all ids end to end), from library texts holding many units each.
+
+    Units "ab", "c" joined by " " make the text "ab c" with unit starts [0, 3]: a token starting at
+    offset 3 belongs to "c" (with `sep_to_next`, one starting at 2 too), see `_Join`.
+    """
+    texts, starts, sizes = [], [], []
+    i = 0
+    while i < len(units):
+        group, pos, size = [], [], 0
+        while i < len(units) and (not group or size + len(units[i]) <= JOIN_CHARS):
+            pos.append(size)
+            group.append(units[i])
+            size += len(units[i]) + len(join.sep)
+            i += 1
+        texts.append(join.sep.join(group))
+        starts.append(np.asarray(pos, dtype=np.int64))
+        sizes.append(np.fromiter(map(len, group), dtype=np.int64, count=len(group)))
+    lens, flat = [], []
+    for e, pos, size in zip(encoder.encode_batch(texts, add_special_tokens=False), starts, sizes, strict=True):
+        ids = np.asarray(e.ids, dtype=np.int32)
+        first = np.asarray(e.offsets, dtype=np.int64).reshape(-1, 2)[:, 0]
+        owner = np.searchsorted(pos - len(join.sep) if join.sep_to_next else pos, first, side="right") - 1
+        if join.sep and not join.sep_to_next:  # a token on a separator is the separator's own
+            keep = first < pos[owner] + size[owner]
+            ids, owner = ids[keep], owner[keep]
+        lens.append(np.bincount(owner, minlength=len(pos)))
+        flat.append(ids)
+    return np.concatenate(lens).astype(np.int64), np.concatenate(flat)
+
+
+def _refined_encode(refine: Callable[[str], list[str]], fine: _Table) -> Callable:
+    """Encode units by cutting them into smaller ones, looked up in `fine` (which asks the library).
+
+    A unit's Unigram gap is its parts' smallest, its normalised length their sum.
+    """
+    def encode(inputs: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
         parts = [refine(x) for x in inputs]
         counts = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
         rows = fine.rows(list(chain.from_iterable(parts)))
         ids, lens = _gather(fine, fine, rows, np.zeros(len(rows), dtype=bool))
-        per_part = np.concatenate([[0], np.cumsum(lens)])
         ends = np.cumsum(counts)
-        return per_part[ends] - per_part[ends - counts], ids
+        starts = ends - counts
+        per_part = np.concatenate([[0], np.cumsum(lens)])
+        gaps = nchars = None
+        if fine.measured:
+            chars = np.concatenate([[0], np.cumsum(fine.nchars[rows])])
+            nchars = chars[ends] - chars[starts]
+            gaps = np.full(len(parts), np.inf)
+            some = counts > 0
+            if some.any():
+                gaps[some] = np.minimum.reduceat(fine.gaps[rows], starts[some])
+        return per_part[ends] - per_part[starts], ids, gaps, nchars
 
+    encode.measured = fine.measured
     return encode
 
 
@@ -397,7 +498,8 @@ def _wordpiece_plan(cfg: dict) -> _Plan | str:
     def refine(unit: str) -> list[str]:
         return ascii_re(unit) if unit.isascii() else full_re(unit)
 
-    return _Plan("wordpiece", split, _unit_encoder(cfg), refine=refine)
+    # a space is a hard boundary between any two units: unseen ones share library texts
+    return _Plan("wordpiece", split, _unit_encoder(cfg), refine=refine, join=_Join(" ", _always))
 
 
 @lru_cache(maxsize=8)
@@ -472,7 +574,14 @@ def _byte_level_plan(cfg: dict) -> _Plan | str:
 
     encoder = _unit_encoder(cfg, pre_tokenizer={"type": "ByteLevel", "add_prefix_space": False,
                                                 "trim_offsets": False, "use_regex": True})
-    return _Plan("bpe", split, encoder, prefix=" ", refine=refine)
+    # "\n" between two units that start with " x" or "x" and end with a non-space x is a pre-token
+    # of its own (its tokens are dropped), and cuts nothing else: unseen units share library texts
+    white = set(_onig_whitespace())
+
+    def joinable(u: str) -> bool:
+        return u[-1] not in white and (u[0] not in white or (u[0] == " " and len(u) > 1 and u[1] not in white))
+
+    return _Plan("bpe", split, encoder, prefix=" ", refine=refine, join=_Join("\n", joinable))
 
 
 # GPT-2's pre-tokenisation regex on ASCII text, where \p{L} is [A-Za-z], \p{N} is [0-9] and
@@ -521,8 +630,9 @@ def _sentencepiece_plan(cfg: dict) -> _Plan | str:
         if inner:
             return "whitespace-only pieces with collapsed spaces"
         plan = _collapse_plan(cfg, steps)
-        if isinstance(plan, _Plan):
-            plan.lattice = lattice and lattice.bind(plan.encoder)
+        if isinstance(plan, _Plan) and lattice is not None:
+            plan.lattice = lattice.bind(plan.encoder)
+            lattice.floor = 2 * float(lattice.error(JOIN_CHARS * plan.join_growth))  # joined texts' rounding
         return plan
     if charsmap or any(s["type"] not in CANONICAL for s in pre):
         return "SentencePiece without space collapsing, with a charsmap or a normaliser that removes characters"
@@ -535,10 +645,28 @@ def _sentencepiece_plan(cfg: dict) -> _Plan | str:
     alone = [c for c in ASCII_CONTROL_SPACES if all(c not in p or p == c for p in pieces)
              and (c in pieces or model.get("byte_fallback"))]
     refine = None
+    split = _keep_spaces_split
     if alone:
         c = _char_class(alone)
         refine = re.compile(f"[{c}]|[ ▁]+[^ ▁{c}]*|[^ ▁{c}]+").findall
-    return _Plan("sentencepiece", _keep_spaces_split, encoder, prefix=" ", refine=refine, lattice=lattice)
+
+        def split(t: str) -> tuple[list[str], int]:
+            if t.isascii() or not t:
+                return _keep_spaces_split(t)
+            units = refine(" " + t)  # non-ASCII text: cut at those characters at once
+            return units, len(units)
+
+    # units that start with "▁" (or are a lone control character) and end with another character
+    # can simply be laid end to end: the model cuts there anyway
+    standalone = set(alone)
+
+    def joinable(u: str) -> bool:
+        return u in standalone or (u[0] in " ▁" and u[-1] not in " ▁")
+
+    if lattice is not None:
+        lattice.floor = 2 * float(lattice.error(JOIN_CHARS * 19))  # NFD/lower-casing grow a text 18x at most
+    return _Plan("sentencepiece", split, encoder, prefix=" ", refine=refine, lattice=lattice,
+                 join=_Join("", joinable))
 
 
 def _keep_spaces_split(t: str) -> tuple[list[str], int]:
@@ -582,7 +710,14 @@ def _collapse_plan(cfg: dict, steps: list[dict]) -> _Plan | str:
             units = t.split(" ")
         return units, len(units)
 
-    return _Plan("sentencepiece", split, _unit_encoder(cfg))
+    # units of printable ASCII that normalise to something without spaces can share a library
+    # text, one space apart; the "▁" of that space goes with the unit after it
+    plain = [c for c in map(chr, range(0x21, 0x7F)) if (n := full(c)) and " " not in n and "▁" not in n]
+    growth = max((len(full(c)) for c in plain), default=1)
+    joinable = re.compile(f"[{_char_class(plain)}]+").fullmatch if plain else _never
+    plan = _Plan("sentencepiece", split, _unit_encoder(cfg), join=_Join(" ", joinable, sep_to_next=True))
+    plan.join_growth = growth + 1
+    return plan
 
 
 @lru_cache(maxsize=8)
@@ -608,11 +743,17 @@ class _Lattice:
 
     def __init__(self, vocab: list, unk_id: int | None):
         self.scores = {p: s for p, s in vocab}
-        self.prefixes = {p[:k] for p in self.scores for k in range(1, len(p))}  # stop when no piece goes on
+        self.trie: dict = {}  # char → child node; a node that ends a piece holds its score under ""
+        for piece, score in self.scores.items():
+            node = self.trie
+            for ch in piece:
+                node = node.setdefault(ch, {})
+            node[""] = score
         self.unk_score = min(self.scores.values()) - 10.0  # the library's K_UNK_PENALTY
         self.has_unk = unk_id is not None
         self.m = max(max(abs(s) for s in self.scores.values()), abs(self.unk_score))
         self.normalize: Callable[[str], str] = str
+        self.floor = 0.0  # rounding allowance of the library text a unit was encoded in, if joined
 
     def bind(self, encoder: HFTokenizer) -> _Lattice:
         self.normalize = encoder.normalizer.normalize_str
@@ -626,7 +767,7 @@ class _Lattice:
         normalized = [self.normalize(x) for x in inputs]
         nchars = np.fromiter(map(len, normalized), dtype=np.int64, count=len(normalized))
         gaps = np.fromiter(map(self.gap, normalized), dtype=np.float64, count=len(normalized))
-        return gaps - 2 * self.error(nchars), nchars
+        return gaps - 2 * self.error(nchars) - self.floor, nchars
 
     def gap(self, s: str) -> float:
         """Smallest lead of the best path over the runner-up into any position of `s` (inf: no contest).
@@ -635,24 +776,31 @@ class _Lattice:
         >>> lat.gap("aa")  # "a|a" and "aa" both score -2
         0.0
         """
-        n = len(s)
-        first = [0.0] + [-np.inf] * n
-        second = [-np.inf] * (n + 1)
-        scores, prefixes = self.scores, self.prefixes
+        n, neg = len(s), -np.inf
+        first = [0.0] + [neg] * n
+        second = [neg] * (n + 1)
+        root, unk, has_unk = self.trie, self.unk_score, self.has_unk
         for i in range(n):
-            base = first[i]
-            single = False
-            for j in range(i + 1, n + 1):
-                piece = s[i:j]
-                sc = scores.get(piece)
-                if sc is not None:
-                    single = single or j == i + 1
-                    _offer(first, second, j, base + sc)
-                if piece not in prefixes:
+            base, node, single = first[i], root, False
+            for j in range(i, n):  # every piece that starts at i, walking the trie
+                node = node.get(s[j])
+                if node is None:
                     break
-            if not single and self.has_unk:
-                _offer(first, second, i + 1, base + self.unk_score)
-        return min((f - t for f, t in zip(first, second, strict=True) if t > -np.inf), default=np.inf)
+                score = node.get("")
+                if score is not None:
+                    single = single or j == i
+                    v, k = base + score, j + 1
+                    if v > first[k]:
+                        first[k], second[k] = v, first[k]
+                    elif v > second[k]:
+                        second[k] = v
+            if not single and has_unk:  # the library's unknown-character node
+                v, k = base + unk, i + 1
+                if v > first[k]:
+                    first[k], second[k] = v, first[k]
+                elif v > second[k]:
+                    second[k] = v
+        return min((f - t for f, t in zip(first, second, strict=True) if t > neg), default=np.inf)
 
     def unsafe(self, gaps: np.ndarray, nchars: np.ndarray, counts: np.ndarray) -> list[int]:
         """Texts (by position in the batch) whose smallest unit gap does not beat their own error."""
@@ -665,13 +813,6 @@ class _Lattice:
         if some.any():
             lowest[some] = np.minimum.reduceat(gaps, starts[some])
         return np.flatnonzero(lowest <= 2 * self.error(total)).tolist()
-
-
-def _offer(first: list[float], second: list[float], j: int, v: float) -> None:
-    if v > first[j]:
-        first[j], second[j] = v, first[j]
-    elif v > second[j]:
-        second[j] = v
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -689,6 +830,14 @@ def _normalizer(spec: dict | None) -> Callable[[str], str]:
 
 def _never(_: str) -> None:
     return None
+
+
+def _always(_: str) -> bool:
+    return True
+
+
+def _itself(unit: str) -> list[str]:
+    return [unit]
 
 
 def _char_class(chars) -> str:
