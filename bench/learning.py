@@ -11,7 +11,8 @@ Hugging Face labels, so the batches feed both models as they are), AdamW with th
 groups, the same warm-up + cosine schedule, clipping at 1.0. Both are then evaluated on the
 validation split with the same token-weighted loss. The target: plmkit within 2% of transformers.
 BERT has dropout, so the two runs draw different dropout masks: the figures differ by noise too.
-2 threads; other processes on the machine slow both sides alike but do not change the losses.
+2 threads by default (`--threads`); other processes on the machine slow both sides alike but do not
+change the losses.
 """
 
 from __future__ import annotations
@@ -127,9 +128,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=THREADS, help="torch threads (the losses do not depend on it)")
     ap.add_argument("--root", default=None, help="keep the prepared data here (default: a temporary folder)")
     args = ap.parse_args()
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(args.threads)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.root or tmp)
