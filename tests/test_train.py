@@ -214,6 +214,18 @@ def test_dynamic_masking_depends_on_seed_epoch_and_row_only():
     assert int(alone["labels"][0, 0]) == -100 and int(alone["labels"][0, -1]) == -100  # [CLS], [SEP] never masked
 
 
+def test_dynamic_whole_word_masking_never_splits_a_word():
+    """[CLS] w ##x ##y v [SEP] at 50%: 2 of the 4 maskable tokens; the 3-token word overflows, v is taken."""
+    row = np.array([1, 20, 21, 22, 30, 2])
+    starts = lambda ids: np.array([True, True, False, False, True, True])  # noqa: E731
+    collate = Collator("mlm", SP, mask_spec=MaskSpec(mask_prob=0.5, mask_replace=1.0, random_replace=0.0),
+                       word_starts=starts)
+    for index in range(20):  # whatever the generator draws
+        batch = collate({"input_ids": [row], "special_tokens_mask": [SP.is_special(row)]}, np.array([index]), 0)
+        assert batch["labels"].tolist() == [[-100, -100, -100, -100, 30, -100]]
+        assert batch["input_ids"].tolist() == [[1, 20, 21, 22, 3, 2]]
+
+
 def test_shard_rows_come_back_as_arrays_in_the_order_asked(tmp_path):
     import datasets
 

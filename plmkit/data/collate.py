@@ -19,13 +19,14 @@ shifts them), so an EOS that doubles as pad still carries a label.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from plmkit.data.objectives import IGNORE_INDEX, SpecialIds, example_rng
-from plmkit.data.objectives.mlm import MaskSpec
+from plmkit.data.objectives.mlm import MaskSpec, mask_tokens
 
 SCALAR_COLUMNS = ("next_sentence_label", "sentence_order_label", "sep")
 PAD_ZERO = ("token_type_ids", "position_ids", "block_position_ids")
@@ -66,7 +67,7 @@ class Collator:
     specials: SpecialIds
     mask_spec: MaskSpec | None = None
     seed: int = 0
-    word_start_table: np.ndarray | None = None
+    word_starts: Callable[[np.ndarray], np.ndarray] | None = None  # whole-word masking: ids -> word-start flags
 
     def __call__(self, rows: dict[str, list | np.ndarray], indices: np.ndarray, epoch: int) -> dict[str, torch.Tensor]:
         rows = dict(rows)
@@ -91,11 +92,14 @@ class Collator:
 
     def mask(self, ids: list[np.ndarray], special: list[np.ndarray], indices: np.ndarray, epoch: int):
         """Dynamic MLM: each row masked with its own generator from (seed, epoch, row index)."""
-        inputs, labels = [], []
+        spec, inputs, labels = self.mask_spec, [], []
         for row, row_special, index in zip(ids, special, indices, strict=True):
             rng = example_rng(self.seed, epoch, int(index))
-            masked, lab = self.mask_spec.apply(row, np.asarray(row_special, dtype=bool), rng, self.specials,
-                                               self.word_start_table)
+            starts = self.word_starts(row) if self.word_starts is not None else None  # read in context
+            masked, lab = mask_tokens(row, np.asarray(row_special, dtype=bool), rng, specials=self.specials,
+                                      mask_prob=spec.mask_prob, max_predictions=spec.max_predictions,
+                                      mask_replace=spec.mask_replace, random_replace=spec.random_replace,
+                                      word_starts=starts, ngram=spec.ngram)
             inputs.append(masked)
             labels.append(lab)
         return inputs, labels
@@ -108,6 +112,6 @@ def collator_for(data, seed: int) -> Collator:
         params = data.manifest["params"]
         fields = ("mask_prob", "max_predictions", "mask_replace", "random_replace", "ngram")
         mask_spec = MaskSpec(**{k: params[k] for k in fields if params.get(k) is not None})
-        if params.get("whole_word"):
-            word_starts = data.tokenizer.word_start_mask(np.arange(data.tokenizer.vocab_size)).astype(bool)
-    return Collator(data.objective, data.specials, mask_spec=mask_spec, seed=seed, word_start_table=word_starts)
+        if params.get("whole_word"):  # as build-data's static masking: word starts read in context
+            word_starts = data.tokenizer.word_start_mask
+    return Collator(data.objective, data.specials, mask_spec=mask_spec, seed=seed, word_starts=word_starts)
