@@ -59,13 +59,14 @@ from plmkit.data.shards import (
     write_empty_shard,
     write_split_metadata,
 )
-from plmkit.data.work import Chunk, ChunkResult, ChunkWorker, init_worker, run_chunk, share_with_forks
+from plmkit.data.work import Chunk, ChunkResult, ChunkWorker, init_worker, run_chunks, share_with_forks
 from plmkit.errors import PlmkitError, check
 from plmkit.manifest import fingerprint_of, read_manifest, staging_dir, write_manifest
 from plmkit.progress import NULL, Progress
 
 CLM_SHARD_TOKENS = 1 << 23  # clm shards after re-packing: about 8M tokens each
 CLM_BATCH_ROWS = 1024
+TASK_BYTES = 1 << 19  # text per task sent to a worker process (see _Runner)
 
 
 # --------------------------------------------------------------------------- routing and chunking
@@ -243,11 +244,16 @@ def _add_stats(total: dict[str, int], more: dict[str, int]) -> None:
 
 
 class _Runner:
-    """Runs chunks in order, in this process or in a process pool, with at most `limit` in flight.
+    """Runs chunks in order, in this process or in a process pool, with at most `limit` tasks in flight.
 
     With several workers, the first chunk still runs here: that warms the encoder's cache of
     encoded words (`tokenization.fast`), and the pool is forked only then, so every worker starts
     with the corpus's common words known instead of encoding them again each.
+
+    A task sent to a worker is a run of consecutive chunks holding about `TASK_BYTES` of text
+    (one message each way instead of one per chunk): fewer wake-ups of the main process and its
+    pool threads, and a queue deep enough that a busy machine descheduling the main process for
+    a while does not leave the workers idle. Chunk boundaries, hence the rows, do not change.
 
     A `ProcessPoolExecutor` (not `multiprocessing.Pool`): a worker that dies (killed, out of
     memory) fails the build with an error instead of leaving a result that never comes.
@@ -255,6 +261,8 @@ class _Runner:
 
     def __init__(self, tokenizer_dir: str, tok, params: dict[str, Any], num_proc: int):
         self._pending: deque = deque()
+        self._task: list[Chunk] = []
+        self._task_bytes = 0
         self.limit = 2 * num_proc + 2
         self.num_proc, self.tokenizer_dir, self.params = num_proc, tokenizer_dir, params
         self._pool = None
@@ -271,9 +279,17 @@ class _Runner:
             if self.num_proc > 1:
                 self._start_pool()
             return
-        self._pending.append(self._pool.submit(run_chunk, chunk))
+        self._task.append(chunk)
+        self._task_bytes += chunk.nbytes
+        if self._task_bytes >= TASK_BYTES:
+            self._send()
         while len(self._pending) >= self.limit:
-            yield self._result(self._pending.popleft())
+            yield from self._result(self._pending.popleft())
+
+    def _send(self) -> None:
+        if self._task:
+            self._pending.append(self._pool.submit(run_chunks, self._task))
+            self._task, self._task_bytes = [], 0
 
     def _start_pool(self) -> None:
         import multiprocessing as mp
@@ -285,11 +301,13 @@ class _Runner:
                                          initargs=(self.tokenizer_dir, self.params))
 
     def drain(self) -> Iterator[ChunkResult]:
+        if self._pool is not None:
+            self._send()
         while self._pending:
-            yield self._result(self._pending.popleft())
+            yield from self._result(self._pending.popleft())
 
     @staticmethod
-    def _result(future) -> ChunkResult:
+    def _result(future) -> list[ChunkResult]:
         from concurrent.futures.process import BrokenProcessPool
 
         try:
@@ -358,15 +376,18 @@ def _run_groups(corpus, tokenizer_dir, tok, plan: Plan, num_proc: int, progress:
             meter.add(r.stats["documents"], r.stats["bytes"], r.stats["tokens"])
 
     resumed: set[tuple[str, int]] = set()
+    done: dict[tuple[str, int], bool] = {}  # one stat per group, not per chunk
     try:
         for item in _stream_chunks(corpus, plan.params):
             if isinstance(item, tuple):
                 counts[item[0]] = item[1]
                 continue
-            group = plan.group_of(item.index)
+            group, key = plan.group_of(item.index), (item.split, plan.group_of(item.index))
+            if key not in done:
+                done[key] = plan.owns(group) and plan.done(*key)
             if not plan.owns(group):
                 meter.add(len(item.texts), item.nbytes, 0)
-            elif plan.done(item.split, group):
+            elif done[key]:
                 resumed.add((item.split, group))
                 meter.add(len(item.texts), item.nbytes, 0)
             else:

@@ -263,3 +263,8 @@ def share_with_forks(worker: ChunkWorker | None) -> None:
 def run_chunk(chunk: Chunk) -> ChunkResult:
     assert _WORKER is not None, "init_worker was not called"
     return _WORKER(chunk)
+
+
+def run_chunks(chunks: list[Chunk]) -> list[ChunkResult]:
+    """One task of a worker process: consecutive chunks, results in the same order."""
+    return [run_chunk(c) for c in chunks]
