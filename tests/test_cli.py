@@ -33,3 +33,15 @@ def test_unknown_command_is_a_usage_error(run_cli):
 def test_python_dash_m_runs_the_same_cli():
     r = subprocess.run([sys.executable, "-m", "plmkit", "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.strip() == "plmkit 0.1.0"
+
+
+def test_ctrl_c_in_any_command_exits_130_with_one_line(run_cli, monkeypatch):
+    import plmkit.tokenization
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(plmkit.tokenization, "train_from_corpus", interrupted)
+    code, _, err = run_cli("tokenize", "corpora/en", "--preset", "bert", "--vocab-size", "500", "--out", "/tmp/plmkit-never-written")
+    assert code == 130, err
+    assert err.strip().endswith("interrupted") and "Traceback" not in err

@@ -36,7 +36,12 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args or os.environ.get("PLMKIT_DEBUG") == "1"
     args = [a for a in args if a != "--debug"]
     try:
-        app(args=args, prog_name="plmkit", standalone_mode=False)
+        rv = app(args=args, prog_name="plmkit", standalone_mode=False)
+        # Outside standalone mode typer turns Ctrl-C into a returned exit code (130) instead of raising.
+        if isinstance(rv, int) and rv:
+            if rv == 130:
+                _error("interrupted")
+            sys.exit(rv)
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except (typer.Abort, KeyboardInterrupt):
