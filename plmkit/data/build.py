@@ -102,9 +102,12 @@ class SplitRouter:
         self.seed, self.fraction = seed, fraction
         self.count = dict.fromkeys(SPLITS, 0)
         self._held: tuple[int, str] | None = None
+        self._key = _splitmix64(seed)  # validation_draw's first step, once (this runs per document)
 
     def _natural(self, d: int) -> str:
-        return "validation" if validation_draw(self.seed, d) < self.fraction else "train"
+        if self.fraction <= 0:
+            return "train"
+        return "validation" if _splitmix64(self._key ^ d) / 2.0**64 < self.fraction else "train"
 
     def _route(self, d: int, text: str, split: str) -> tuple[str, int, str]:
         self.count[split] += 1
@@ -149,7 +152,7 @@ class Chunker:
         if not self._chunk.texts:
             return None
         chunk = self._chunk
-        chunk.nbytes = sum(len(t.encode("utf-8")) for t in chunk.texts)
+        chunk.nbytes = len("".join(chunk.texts).encode("utf-8"))
         self._chunk, self._chars = Chunk(self.split, chunk.index + 1), 0
         self.count += 1
         return chunk
