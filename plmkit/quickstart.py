@@ -110,6 +110,7 @@ class DataStep:
     objective: str
     options: dict[str, Any]
     seq_len: int
+    train_rows: int | None = None  # known once built: a small corpus may have fewer rows than a batch
 
 
 @dataclass
@@ -128,8 +129,9 @@ class RunStep:
         from plmkit.train.config import TrainConfig
 
         r = self.recipe
+        batch_size = min(r.batch_size, self.data.train_rows or r.batch_size)
         return TrainConfig(data=str(self.data.path), model=r.model, out=str(self.path), max_steps=self.steps,
-                           batch_size=r.batch_size, lr=r.lr, warmup=min(r.warmup, max(1, self.steps // 10)),
+                           batch_size=batch_size, lr=r.lr, warmup=min(r.warmup, max(1, self.steps // 10)),
                            min_lr=r.lr / 10, eval_every=0, save_every=0, keep_last=1,
                            model_overrides=r.model_overrides)
 
@@ -419,6 +421,8 @@ def run_quickstart(families: Sequence[str], *, corpus: Sequence[str] | None = No
         spec = resolve_spec(preset=t.preset, vocab_size=t.vocab_size, allow_smaller_vocab=True)
         m = train_from_corpus(corpus, t.path, spec, force=force, progress=progress)
         seconds[str(t.path)] = time.monotonic() - t0
+        if m["vocab_size"] < t.vocab_size:
+            progress.log(f"the corpus filled only {m['vocab_size']} of the {t.vocab_size} tokens asked for")
         written.append(("tokenizer", t.path, f"{m['kind']}, {m['vocab_size']} tokens"))
     for d in plan.data:
         header(f"build-data: {d.objective} shards of {d.seq_len} tokens → {d.path}")
@@ -426,6 +430,7 @@ def run_quickstart(families: Sequence[str], *, corpus: Sequence[str] | None = No
         params = resolve_params(d.objective, seq_len=d.seq_len, validation_fraction=VALIDATION_FRACTION, **d.options)
         m = build_data(corpus, d.tokenizer.path, d.path, params, force=force, progress=progress)
         seconds[str(d.path)] = time.monotonic() - t0
+        d.train_rows = m["counts"]["train"]["examples"]
         written.append(("data", d.path, f"{d.objective}: {m['counts']['train']['examples']:,} training and "
                                         f"{m['counts']['validation']['examples']:,} validation examples"))
     sentences = pick_sentences(corpus)

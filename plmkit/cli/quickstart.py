@@ -85,7 +85,10 @@ def show_summary(report) -> None:
             if s.original is not None:
                 extra = f"was: {s.original}" + (f"; best: {extra}" if extra else "")
             sample_rows.append((s.prompt, one_line(s.output), extra))
-        ui.out.print(table(f"{f.family} samples ({f.run})", sample_rows, ("prompt", "output", "")))
+        if not any(extra for *_, extra in sample_rows):
+            sample_rows = [row[:2] for row in sample_rows]
+        columns = ("prompt", "filled" if f.samples[0].original is not None else "output", "")
+        ui.out.print(table(f"{f.family} samples ({f.run})", sample_rows, columns[:len(sample_rows[0])]))
     ui.out.print("\nContinue from any stage with the ordinary commands:", markup=False)
     for what, cmd in continue_commands(report.plan):
         ui.out.print(f"  # {what}\n  {cmd}", markup=False, highlight=False, soft_wrap=True)
