@@ -50,6 +50,16 @@ def test_pretrained_bert_learns_which_language_a_sentence_is_in(run_cli, tmp_pat
     assert [p["label"] for p in preds] == ["en", "zh"]
     assert all(sum(p["probs"].values()) == pytest.approx(1.0) and p["prob"] > 0.5 for p in preds)
 
+    # `plmkit eval FT --data FILE` and `plmkit generate FT --prompt TEXT` hand FT/ to plmkit.finetune
+    code, out, err = run_cli("eval", ft, "--data", valid, "--json")
+    assert code == 0, err
+    assert json.loads(out)["accuracy"] == pytest.approx(result["accuracy"])
+    code, out, err = run_cli("generate", ft, "--prompt", "我们今天去公园散步。", "--json")
+    assert code == 0, err
+    assert json.loads(out)[0]["label"] == "zh"
+    code, out, err = run_cli("generate", ft, "--prompt", "The old dog ran across the green field.")
+    assert code == 0 and "│ en" in out, err
+
 
 def test_label_tokens_learns_to_tag_numbers_and_capitalised_words(tmp_path):
     train, valid = tagging_task()

@@ -28,6 +28,12 @@ def eval_command(
     MLM accuracy at the masked positions, NSP/SOP accuracy, T5 target-token accuracy, GLM
     span-token accuracy, CLM next-token accuracy.
     """
+    from plmkit.finetune import is_finetuned
+
+    if is_finetuned(run):  # FT/ of `plmkit finetune`: --data is a labelled file, scored by plmkit.finetune
+        from plmkit.cli.finetune import eval_finetuned
+
+        return eval_finetuned(run, data, batch_size=batch_size, device=device, as_json=as_json)
     from plmkit import ui
     from plmkit.evaluate import evaluate_run
 

@@ -54,6 +54,12 @@ def generate_command(
     check(not stream or len(prompts) * num_samples == 1,
           f"--stream shows one generation as it is made, but there are {len(prompts) * num_samples}",
           "pass one prompt with --num-samples 1, or drop --stream")
+    from plmkit.finetune import is_finetuned
+
+    if is_finetuned(run):  # FT/ of `plmkit finetune`: each prompt's label(s) with probabilities
+        from plmkit.cli.finetune import predict_finetuned
+
+        return predict_finetuned(run, prompts, batch_size=batch_size, device=device, as_json=as_json)
     from plmkit import ui
     from plmkit.generate import ENCODER_FAMILIES, Sampling, generate, load_run
 
