@@ -79,6 +79,35 @@ def measure_interleaved(fns: list, repeats: int, setup=lambda: None) -> tuple[li
     return medians, [[r[0] for r in out] for out in runs]
 
 
+def cpu_share(seconds: float = 1.5) -> tuple[float, float]:
+    """Cores this session gets now with 1 and with 2 busy processes (forked spin loops).
+
+    Their ratio is the most any 1 → 2 worker speed-up can show at the moment: on an idle
+    2-core machine it is 2; with autogroup on a loaded one it can be 1 (the session's share
+    is split, not grown)."""
+    if not hasattr(os, "fork"):
+        return float("nan"), float("nan")
+
+    def spin() -> None:
+        t = time.perf_counter()
+        while time.perf_counter() - t < seconds:
+            pass
+
+    cores = []
+    for n in (1, 2):
+        before = cpu_seconds()[1]
+        pids = []
+        for _ in range(n):
+            if (pid := os.fork()) == 0:
+                spin()
+                os._exit(0)
+            pids.append(pid)
+        for pid in pids:
+            os.waitpid(pid, 0)
+        cores.append((cpu_seconds()[1] - before) / seconds)
+    return cores[0], cores[1]
+
+
 def autogroup_note() -> str:
     """Linux autogroup gives each session (not each process) a fair share of the CPU: on a loaded
     machine, forking a second worker then adds little CPU to the build, whatever the code does."""
@@ -189,6 +218,9 @@ def compare(corpus: Path, tok_dir: Path, work: Path, repeats: int) -> list[tuple
         wall, main, workers = measure(fn, repeats, setup or (lambda: None))
         rows.append((name, mb / wall, wall, main, workers))
         print(report(f"{corpus.name}: {name}", mb, wall, main, workers), flush=True)
+    one, two = cpu_share()
+    print(f"  {corpus.name}: after the builds, this session gets {one:.2f} cores with 1 busy process, {two:.2f} "
+          f"with 2: the largest 1 → 2 speed-up the scheduler allows now is {two / one:.2f}x", flush=True)
     main2, workers2 = rows[1][3], rows[1][4]
     # With 2 workers the main process (reading, routing, writing) runs beside them: on 2 idle cores the
     # wall time cannot go below max(main, (main + workers) / 2). Shown because this machine is shared.

@@ -66,7 +66,7 @@ from plmkit.progress import NULL, Progress
 
 CLM_SHARD_TOKENS = 1 << 23  # clm shards after re-packing: about 8M tokens each
 CLM_BATCH_ROWS = 1024
-TASK_BYTES = 1 << 19  # text per task sent to a worker process (see _Runner)
+TASK_BYTES = 1 << 18  # text per task sent to a worker process (see _Runner)
 
 
 # --------------------------------------------------------------------------- routing and chunking
@@ -253,7 +253,7 @@ class _Runner:
     encoded words (`tokenization.fast`), and the pool is forked only then, so every worker starts
     with the corpus's common words known instead of encoding them again each.
 
-    A task sent to a worker is a run of consecutive chunks holding about `TASK_BYTES` of text
+    A task sent to a worker is a run of consecutive chunks of about `TASK_BYTES` of text
     (one message each way instead of one per chunk): fewer wake-ups of the main process and its
     pool threads, and a queue deep enough that a busy machine descheduling the main process for
     a while does not leave the workers idle. Chunk boundaries, hence the rows, do not change.
