@@ -23,3 +23,31 @@ def check(condition: bool, message: str, hint: str | None = None) -> None:
     """Raise `PlmkitError(message, hint)` unless `condition` holds."""
     if not condition:
         raise PlmkitError(message, hint)
+
+
+_WRITE_ERRNOS = {"ENOSPC": "free some space", "EDQUOT": "free some space or raise the quota",
+                 "EROFS": "choose a writable location", "EACCES": "choose a writable location",
+                 "EPERM": "choose a writable location", "ENOTDIR": "choose a path whose parents are folders"}
+
+
+class writing_to:  # noqa: N801 (used as a `with` statement, reads like one)
+    """Turn an OSError while writing an output (disk full, read-only, …) into a one-line PlmkitError.
+
+    >>> with writing_to("--out", "DATA"): ...  # doctest: +SKIP
+    """
+
+    def __init__(self, flag: str, path: object):
+        self.flag, self.path = flag, path
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        import errno
+
+        if isinstance(exc, OSError) and errno.errorcode.get(exc.errno or 0) in _WRITE_ERRNOS:
+            fix = _WRITE_ERRNOS[errno.errorcode[exc.errno]]
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise PlmkitError(f"writing {self.flag} {self.path} failed: {exc.strerror}{where}",
+                              hint=f"{fix}, then rerun the same command") from exc
+        return False

@@ -468,9 +468,6 @@ def train_resume_from_pickled_optimizer_state(w, t):
     return Case(train_args(w, run, "--max-steps", "4"), (_checkpoint(run).name,), never=[t / "UNPICKLED"])
 
 
-XFAIL["train_resume_from_pickled_optimizer_state"] = (
-    "train/checkpoint.py load_checkpoint catches OSError/ValueError/KeyError but not safetensors' SafetensorError: "
-    "'internal error: SafetensorError: Error while deserializing header: header too large', naming no file")
 
 
 # outputs that cannot be written (below a regular file: root ignores read-only modes) ------------------------
@@ -522,12 +519,6 @@ def build_data_disk_full_while_writing_shards(w, t):
                 patch=[(ShardWriter, "write", _no_space)])
 
 
-XFAIL["build_data_disk_full_while_writing_shards"] = (
-    "build-data lets the OSError from the shard writer through: the CLI prints 'internal error: OSError: "
-    "[Errno 28] No space left on device', naming neither --out nor the shard file")
-XFAIL["train_out_below_a_file"] = (
-    "train creates --out with a bare mkdir: 'internal error: NotADirectoryError' instead of a one-line "
-    "PlmkitError naming --out")
 
 
 # ---------------------------------------------------------------------------------- the matrix

@@ -93,14 +93,15 @@ def build_data(
     from plmkit.data.build import build_data as build
     from plmkit.data.build import merge_data, summary_rows
     from plmkit.data.params import resolve_params
-    from plmkit.errors import PlmkitError
+    from plmkit.errors import PlmkitError, writing_to
 
     progress = ui.ConsoleProgress()
     if merge:
         if tokenizer is not None or objective is not None:
             raise PlmkitError("--merge takes only the slice directories (their manifests carry the options)",
                               hint="drop --tokenizer and --objective")
-        manifest = merge_data(corpus, out, force=force, progress=progress)
+        with writing_to("--out", out):
+            manifest = merge_data(corpus, out, force=force, progress=progress)
     else:
         if tokenizer is None or objective is None:
             raise PlmkitError(f"{'--tokenizer' if tokenizer is None else '--objective'} is required",
@@ -114,8 +115,9 @@ def build_data(
             poisson_lambda=poisson_lambda, bos=bos, drop_remainder=drop_remainder, chunk_docs=chunk_docs,
             chunk_chars=chunk_chars, shard_chunks=shard_chunks,
         )
-        manifest = build(corpus, tokenizer, out, params, num_proc=num_proc, num_shards=num_shards,
-                         shard_index=shard_index, force=force, progress=progress)
+        with writing_to("--out", out):
+            manifest = build(corpus, tokenizer, out, params, num_proc=num_proc, num_shards=num_shards,
+                             shard_index=shard_index, force=force, progress=progress)
     what = f"slice {manifest['slice']['shard_index']} of {manifest['slice']['num_shards']}" if "slice" in manifest \
         else manifest["params"]["objective"]
     ui.out.print(ui.table(f"data written to {out} ({what})", summary_rows(manifest),

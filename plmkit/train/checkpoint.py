@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from plmkit.errors import PlmkitError
@@ -147,7 +148,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
         model = load_tensors(path / "model.safetensors")
         optimizer = unflatten_optimizer(load_file(str(path / "optimizer.safetensors")), trainer.pop("param_groups"))
         rng = load_file(str(path / "rng.safetensors"))
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, SafetensorError) as e:
         raise PlmkitError(f"checkpoint {path} is unreadable ({type(e).__name__}: {e})",
                           hint="delete it to resume from the one before, or pass --force to start over") from e
     return Checkpoint(path=path, model=model, optimizer=optimizer, rng=rng, trainer=trainer)

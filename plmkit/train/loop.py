@@ -154,7 +154,10 @@ def prepare_run_dir(cfg: TrainConfig, data: RunData, *, resume: bool, force: boo
     if resume and start is None:
         raise PlmkitError(f"--resume: {out} has no checkpoint to resume from",
                           hint="drop --resume to start a new run")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PlmkitError(f"cannot create --out {out}: {e.strerror}", hint="choose a writable folder") from e
     record = {"config": cfg.to_dict(), "data_fingerprint": data.manifest["fingerprint"]}
     atomic_write_text(saved_path, json.dumps(record, indent=2) + "\n")
     shutil.copytree(Path(cfg.data) / "tokenizer", out / "tokenizer", dirs_exist_ok=True)
