@@ -155,8 +155,8 @@ def test_sentencepiece_units(trained):
     assert unigram("one two\nthree") == (["one", "two", "three"], 3)  # "\n" normalises to a space
     assert unigram("x\x1cy z") == (["x\x1cy", "z"], 2)  # \x1c is removed: no cut
     assert fast._keep_spaces_split("a  b") == ([" a", "  b"], 2)
-    sp = FastEncoder(trained["sp-bpe"])._plan
-    assert sp.refine(" line\nnext") == [" line", "\n", "next"]  # no piece holds "\n"
+    sp = FastEncoder(trained["sp-bpe"])._plan.split
+    assert sp("a line\nnext") == ([" a", " line", "\n", "next"], 4)  # no piece holds "\n": cut around it
 
 
 def tie_tokenizer() -> str:

@@ -9,41 +9,48 @@ and to one Python `Encoding` per text. Natural text repeats itself: 5 MB of Engl
 
 How. A text is cut at *hard boundaries*: places the library's pipeline provably never looks
 across, so that the ids of the text are the ids of its pieces ("units") laid end to end. Each
-distinct unit is encoded by the library itself (normaliser, pre-tokeniser and model, one
-`encode_batch` over a batch's unseen units) and kept in a table; a text then costs a
-`str.split`/`re.findall` in C, one dict lookup per unit and a numpy gather. The cut needs no
-knowledge of what the library does *inside* a unit, only that nothing crosses the cut:
+distinct unit is encoded by the library itself (its normaliser, pre-tokeniser and model) and kept
+in a table; a text then costs a `str.split`/`re.findall` in C, one dict lookup per unit and a
+numpy gather. The cut needs no knowledge of what the library does *inside* a unit, only that
+nothing crosses the cut:
 
-    wordpiece  BertNormalizer + BertPreTokenizer + WordPiece. Cut at runs of " \\t\\n\\r" (dropped:
-               they become whitespace, which makes no token) and around each character the
-               pipeline isolates as a word: punctuation and, with handle_chinese_chars, CJK
-               ideographs, as the library itself says at construction. The normaliser works per
-               character (NFD reorders only combining marks; every boundary is a starter), the
-               pre-tokeniser splits on both sides of such a character, WordPiece sees one word
-               at a time.
-    bpe        ByteLevel with the GPT-2 regex + BPE. Cut at each " " followed by a character
-               outside onig's \\s (asked of the library): no alternative of the regex runs
-               across such a space (only `\\s+(?!\\S)` and `\\s+` hold spaces, and they stop
-               before it) and the match starting at the space depends only on what follows.
-               Units after the first are "space + unit"; the first has its own table. With a
-               normaliser (lower-casing, accent stripping) a space is cut only before printable
-               ASCII, which those normalisers never remove nor turn into whitespace.
+    wordpiece  BertNormalizer + BertPreTokenizer + WordPiece. Cut at whitespace (dropped: it
+               makes no token; not at the controls clean_text removes, which join their
+               neighbours) and around each character the pipeline isolates as a word:
+               punctuation and, with handle_chinese_chars, CJK ideographs, as the library itself
+               says at construction. The normaliser works per character (NFD reorders only
+               combining marks; every boundary is a starter), the pre-tokeniser splits on both
+               sides of such a character, WordPiece sees one word at a time.
+    bpe        ByteLevel with the GPT-2 regex + BPE. Units: ` ?[^\\s]+`, and whitespace runs cut
+               as GPT-2 cuts them (`\\s+(?!\\S)`, then one `\\s`), with onig's \\s (asked of the
+               library). No alternative of the regex runs across a unit's edge (only the two
+               whitespace ones hold whitespace, and they stop where the units do), and a match
+               depends only on what follows its start. In plain text every " " starts a unit:
+               `str.split(" ")`, the pieces standing for " " + piece. With a normaliser
+               (lower-casing, accent stripping) only ASCII text is cut: there those normalisers
+               neither remove a character nor make whitespace.
     unigram,   normaliser ending in Prepend(" ") + Replace(" ", "▁"), no pre-tokeniser, the model
     sp-bpe     over the whole text. Model side: no piece has "▁" after another character
                (checked), so no piece, BPE merge or lattice node spans a "▁" that follows a
                character; the ids are those of the "▁word" segments in turn (with
-               whitespace-only pieces, of the "▁▁…▁word" segments). Text side: with
-               SentencePiece's remove_extra_whitespaces (strip + collapse spaces) a text is cut
-               at ASCII spaces whose neighbours cannot form a grapheme across them (the charsmap
-               maps graphemes): printable ASCII, Latin and general punctuation, checked against
-               the pre-normalisers; without it (sp-bpe's identity charsmap) a unit is a run of
-               spaces and the word after it.
+               whitespace-only pieces, of the "▁▁…▁word" segments), and a character no piece
+               contains ("\\n": SentencePiece trains on lines) is a segment of its own. Text side:
+               with SentencePiece's remove_extra_whitespaces (strip + collapse spaces) a text is
+               cut at spaces, and at the control characters the normaliser makes spaces, whose
+               neighbours cannot form a grapheme across them (the charsmap maps graphemes):
+               printable ASCII, Latin and general punctuation, checked against the
+               pre-normalisers; without it (sp-bpe's identity charsmap) a unit is a run of spaces
+               and the word after it.
                Unigram adds float64 scores along paths whose offset depends on where the text
                starts, so two segmentations of equal real score can round apart in context. On
                every unseen unit its lattice is re-run here for the smallest gap between the
                best and second-best path into any position; a text uses the table only if every
                unit's gap exceeds twice the rounding error a lattice of the text's length can
                accumulate. Otherwise the library encodes the text.
+
+Unseen units are cheap too: a unit is first cut smaller where that is also exact ("world." →
+"world" "."), and the unseen small ones are encoded a few hundred to a library text, joined by
+a separator that is itself a hard boundary, their ids handed back by the tokens' offsets.
 
 Everything else goes to the library untouched, so `encode_batch` always equals
 `[tok.encode(t, add_special_tokens=False).ids for t in texts]`: a text containing the literal of
@@ -66,8 +73,9 @@ from tokenizers import Regex, pre_tokenizers
 from tokenizers import Tokenizer as HFTokenizer
 
 MAX_KEY_CHARS = 64  # longer units are encoded but not kept: they rarely come back
-CACHE_UNITS = 1 << 20  # the table is emptied past this many units …
-CACHE_IDS = 1 << 23  # … or ids (memory stays under ~200 MB)
+JOIN_CHARS = 2000  # characters per library text when unseen units are encoded together
+CACHE_UNITS = 1 << 20  # the tables are emptied past this many units in all …
+CACHE_IDS = 1 << 24  # … or ids (memory stays under ~250 MB; 800k units of English take ~150 MB)
 ASCII_PUNCT = "".join(chr(c) for c in [*range(33, 48), *range(58, 65), *range(91, 97), *range(123, 127)])
 CJK_BMP = [(0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF)]  # BERT's `is_chinese_char`, BMP part
 # Characters that may stand beside a cut space in SentencePiece text: no Extend/SpacingMark/ZWJ
@@ -97,7 +105,7 @@ class _Plan:
     refine: Callable[[str], list[str]] | None = None
     lattice: _Lattice | None = None  # Unigram's rounding check
     join: _Join | None = None  # how unseen units share one library text (else one text each)
-    join_growth: int = 1  # how much longer than its characters a joined text may normalise
+    join_growth: int = 1  # at most how many times longer than the text its normalised form is
 
 
 @dataclass
@@ -153,7 +161,7 @@ class FastEncoder:
         texts = list(texts)
         if self._plan is None or not texts:
             return self._library(texts)
-        if max(t.size for t in self._tables) > self._cache_units or max(t.used for t in self._tables) > CACHE_IDS:
+        if sum(t.size for t in self._tables) > self._cache_units or sum(t.used for t in self._tables) > CACHE_IDS:
             self._reset()
         slow, literal, implied, n_lit, n_imp = self._cut(texts)
         out, unsafe = self._assemble(literal, implied, n_lit, n_imp)
@@ -348,9 +356,9 @@ def _pick(col_a: np.ndarray, col_b: np.ndarray, rows: np.ndarray, in_b: np.ndarr
     return out
 
 
-def _library_encode(encoder: HFTokenizer, join: _Join | None) -> Callable[[list[str]], tuple[np.ndarray, np.ndarray]]:
-    """units → (number of ids of each, all ids end to end), from the library."""
-    def encode(inputs: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def _library_encode(encoder: HFTokenizer, join: _Join | None) -> Callable:
+    """units → (number of ids of each, all ids end to end, None, None), from the library."""
+    def encode(inputs: list[str]) -> tuple[np.ndarray, np.ndarray, None, None]:
         together = np.fromiter(map(join.joinable, inputs), dtype=bool, count=len(inputs)) if join \
             else np.zeros(len(inputs), dtype=bool)
         parts = []
@@ -379,8 +387,6 @@ def _segments(flat: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> np.ndar
     within = np.arange(int(ends[-1]) if len(ends) else 0) - np.repeat(ends - lens, lens)
     return flat[np.repeat(starts, lens) + within]
 
-
-JOIN_CHARS = 2000  # characters per joined library text (a few hundred units)
 
 
 def _encode_joined(encoder: HFTokenizer, join: _Join, units: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -560,7 +566,7 @@ def _byte_level_plan(cfg: dict) -> _Plan | str:
         if prefix_space and not t.startswith(" "):
             t = " " + t
         if t.isascii():
-            if not spaced(t):
+            if not spaced(t) and "\n" not in t:
                 return t.split(" "), 1
         elif steps:
             return None  # a normaliser may remove a mark or make whitespace of a non-ASCII character
@@ -644,16 +650,15 @@ def _sentencepiece_plan(cfg: dict) -> _Plan | str:
     # piece) is a cut on both sides, if byte fallback spells it (no unknown token to fuse with).
     alone = [c for c in ASCII_CONTROL_SPACES if all(c not in p or p == c for p in pieces)
              and (c in pieces or model.get("byte_fallback"))]
-    refine = None
     split = _keep_spaces_split
     if alone:
         c = _char_class(alone)
-        refine = re.compile(f"[{c}]|[ ▁]+[^ ▁{c}]*|[^ ▁{c}]+").findall
+        cut, has_alone = re.compile(f"[{c}]|[ ▁]+[^ ▁{c}]*|[^ ▁{c}]+").findall, re.compile(f"[{c}]").search
 
         def split(t: str) -> tuple[list[str], int]:
-            if t.isascii() or not t:
+            if not t or (t.isascii() and not has_alone(t)):
                 return _keep_spaces_split(t)
-            units = refine(" " + t)  # non-ASCII text: cut at those characters at once
+            units = cut(" " + t)  # units, and each such character alone
             return units, len(units)
 
     # units that start with "▁" (or are a lone control character) and end with another character
@@ -665,7 +670,7 @@ def _sentencepiece_plan(cfg: dict) -> _Plan | str:
 
     if lattice is not None:
         lattice.floor = 2 * float(lattice.error(JOIN_CHARS * 19))  # NFD/lower-casing grow a text 18x at most
-    return _Plan("sentencepiece", split, encoder, prefix=" ", refine=refine, lattice=lattice,
+    return _Plan("sentencepiece", split, encoder, prefix=" ", lattice=lattice,
                  join=_Join("", joinable))
 
 
