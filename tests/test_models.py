@@ -17,7 +17,7 @@ from plmkit.models import (
     load_model,
     save_model,
 )
-from plmkit.models.blocks import build_mask, relative_buckets, sinusoidal_table
+from plmkit.models.blocks import build_mask, decoding_layout, relative_buckets, rope_cos_sin, sinusoidal_table
 from plmkit.models.presets import PUBLISHED, SIZES
 
 FAMILIES = list(FAMILY_OBJECTIVES)
@@ -301,6 +301,44 @@ def test_t5_cached_decoding_equals_full_forward(version):
                        cache=cache).logits for t in range(6)]
     # v1.1's untied head is N(0, 1) (HF init), so logits are ~10: compare relative to that size
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["gpt", "llama"])
+def test_decoding_layout_moves_only_wide_weights_and_changes_no_value(family, tmp_path):
+    """tiny: qkv (192|128, 64), up (128|344, 64) and the LM head (256, 64) are wider than tall and
+    become (in, out) in memory; o (64, 64) and down (64, 128|172) stay (out, in)."""
+    model, cfg = tiny(family)
+    ids = torch.randint(5, 256, (2, 7), generator=torch.Generator().manual_seed(0))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        expected = model(ids).logits
+    decoding_layout(model)
+    layer = model.layers[0]
+    for wide in (layer.attn.qkv.weight, layer.mlp.up.weight, model.output_weight):
+        assert wide.t().is_contiguous() and not wide.is_contiguous()
+    for narrow in (layer.attn.o.weight, layer.mlp.down.weight):
+        assert narrow.is_contiguous()
+    assert (model.output_weight is model.word.weight) == (family == "gpt")    # ties survive
+    state = model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in before.items())
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, expected, atol=1e-5, rtol=0)
+    save_model(model, cfg, tmp_path)
+    again, _ = load_model(tmp_path)
+    assert all(torch.equal(t, before[k]) for k, t in again.state_dict().items())
+    decoding_layout(model, enable=False)
+    assert all(p.is_contiguous() for p in model.parameters())
+
+
+def test_rope_table_equals_the_direct_computation():
+    """The cached table gives rope_cos_sin's values, also past max_position_embeddings (128 in tiny)."""
+    model, cfg = tiny("llama")
+    positions = torch.tensor([[0, 5, 127], [3, 150, 199]])
+    cos, sin = model.rope(positions, 200, torch.float32)
+    want_cos, want_sin = rope_cos_sin(positions, cfg.attn_head_dim, cfg.rope_theta, torch.float32)
+    assert cos.shape == (2, 1, 3, cfg.attn_head_dim)
+    torch.testing.assert_close(cos, want_cos, atol=1e-6, rtol=0)
+    torch.testing.assert_close(sin, want_sin, atol=1e-6, rtol=0)
 
 
 # ---- save / load ----------------------------------------------------------------------------------
