@@ -549,11 +549,11 @@ def decode_glm(model, rows: Sequence[GlmRow], spans: list[list[Piece]], sampler:
         mask = torch.cat([mask, torch.ones_like(new[0])], dim=1)
         if cache is not None and step > 0:                          # Part B goes on causally: no sep
             out = model(new[0], attention_mask=mask if padded else None, position_ids=new[1],
-                        block_position_ids=new[2], cache=cache)
+                        block_position_ids=new[2], cache=cache, num_last_logits=1)
         else:
             seq = tuple(torch.cat([a, b], dim=1) for a, b in zip(seq, new, strict=True))
             out = model(seq[0], attention_mask=mask, position_ids=seq[1], block_position_ids=seq[2], sep=L,
-                        cache=cache)
+                        cache=cache, num_last_logits=1)
         picked = sampler(out.logits[:, -1]).tolist()
         feed = [_glm_step(rows[b], spans[b], filling, b, picked[b], limit, ids) for b in range(B)]
         if all(f is None for f in feed):

@@ -285,6 +285,17 @@ def test_glm_incremental_part_b_equals_full_forward():
     torch.testing.assert_close(torch.cat([first, *steps], dim=1), full, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("family", ["gpt", "glm"])
+def test_num_last_logits_keeps_only_the_last_positions(family):
+    model, _ = tiny(family)
+    b = glm_batch() if family == "glm" else dict(input_ids=glm_batch()["input_ids"])
+    with torch.no_grad():
+        full = model(**b, full_logits=True).logits                                    # (1, 11, V)
+        last = model(**b, num_last_logits=2).logits
+    assert last.shape == (1, 2, 256)
+    torch.testing.assert_close(last, full[:, -2:], atol=1e-6, rtol=0)
+
+
 @pytest.mark.parametrize("version", ["1.0", "1.1"])
 def test_t5_cached_decoding_equals_full_forward(version):
     kw = dict(activation="relu", tie_word_embeddings=True, scale_decoder_outputs=True) if version == "1.0" else {}

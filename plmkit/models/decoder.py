@@ -47,7 +47,8 @@ class DecoderModel(nn.Module):
     t+1 from position t, on `labels` (default: `input_ids`, except in cached or
     `num_last_logits` calls, which return no loss) with padding ignored.
     GLM: `labels` are aligned with the inputs (-100 on Part A); like the MLM head, with labels and
-    `full_logits=False` only the labelled positions are predicted, logits (N, V).
+    `full_logits=False` only the labelled positions are predicted, logits (N, V); without
+    labels, logits (B, T, V) or the last `num_last_logits`.
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -138,7 +139,7 @@ class DecoderModel(nn.Module):
         if self.final_norm is not None:
             x = self.final_norm(x)
         if cfg.family == "glm":
-            return self._glm_output(x, labels, attention_mask, full_logits)
+            return self._glm_output(x, labels, attention_mask, full_logits, num_last_logits)
         # A clm shard is its own label: full-sequence calls always return the loss.
         if labels is None and cache is None and not num_last_logits:
             labels = input_ids
@@ -155,8 +156,10 @@ class DecoderModel(nn.Module):
             losses["clm"] = token_loss(logits, targets)
         return ModelOutput(loss=total_loss(losses), logits=logits, losses=losses)
 
-    def _glm_output(self, h, labels, attention_mask, full_logits) -> ModelOutput:
+    def _glm_output(self, h, labels, attention_mask, full_logits, num_last_logits) -> ModelOutput:
         losses = {}
+        if labels is None and num_last_logits:
+            h = h[:, -num_last_logits:]                                             # decoding: (B, n, C)
         if labels is not None and not full_logits:
             h, targets = select_labelled(h, mask_padding(labels, attention_mask))     # (N, C), (N,)
         else:
