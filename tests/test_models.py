@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from torch import nn
 
 from plmkit.errors import PlmkitError
 from plmkit.models import (
@@ -17,7 +18,14 @@ from plmkit.models import (
     load_model,
     save_model,
 )
-from plmkit.models.blocks import build_mask, decoding_layout, relative_buckets, rope_cos_sin, sinusoidal_table
+from plmkit.models.blocks import (
+    RMSNorm,
+    build_mask,
+    decoding_layout,
+    relative_buckets,
+    rope_cos_sin,
+    sinusoidal_table,
+)
 from plmkit.models.presets import PUBLISHED, SIZES
 
 FAMILIES = list(FAMILY_OBJECTIVES)
@@ -129,6 +137,21 @@ def test_sinusoidal_table_values():
                              [0.841471, 0.540302, 0.0099998, 0.99995],
                              [0.909297, -0.416147, 0.019999, 0.9998]])
     torch.testing.assert_close(table, expected, atol=1e-5, rtol=0)
+
+
+def test_rms_norm_is_the_same_with_and_without_autograd():
+    """[3, 4]: rms = sqrt((9 + 16) / 2) = 3.5355, so y = [0.8485, 1.1314]; the no-grad CPU path
+    (one layer_norm over [x, -x]) must agree with F.rms_norm's."""
+    norm = RMSNorm(2, eps=0.0)
+    literal = torch.tensor([[3.0, 4.0]])
+    with torch.no_grad():
+        torch.testing.assert_close(norm(literal), torch.tensor([[0.8485, 1.1314]]), atol=1e-4, rtol=0)
+    norm = RMSNorm(256, eps=1e-5)
+    nn.init.normal_(norm.weight)
+    x = torch.randn(3, 5, 256, generator=torch.Generator().manual_seed(0)) * 3 + 0.5
+    with torch.no_grad():
+        fast = norm(x)
+    torch.testing.assert_close(fast, norm(x), atol=1e-5, rtol=1e-6)
 
 
 def test_roberta_positions_skip_padding():

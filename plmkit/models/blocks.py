@@ -29,8 +29,15 @@ class RMSNorm(nn.Module):
 
     def forward(self, x):
         # LLaMA's cast order: normalise in fp32, cast back, then scale (matters in bf16 only).
-        y = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).to(x.dtype)
-        return y * self.weight
+        h, C = x.float(), x.shape[-1]
+        if torch.is_grad_enabled() or not h.is_cpu:
+            y = F.rms_norm(h, (C,), eps=self.eps)
+        else:
+            # F.rms_norm is ~8 small kernels on the CPU, a sixth of a LLaMA decode step's own cost;
+            # layer_norm of [h, -h] (mean 0, variance mean(h²)) is one, and equal to ~1e-7.
+            # Not under autograd: there the concatenation makes a training step ~7% slower.
+            y = F.layer_norm(torch.cat([h, -h], dim=-1), (2 * C,), eps=self.eps)[..., :C]
+        return y.to(x.dtype) * self.weight
 
 
 def maybe_dropout(drop: nn.Dropout, x: torch.Tensor) -> torch.Tensor:
