@@ -191,6 +191,7 @@ class FastEncoder:
         """Every text's literal and implied units (flattened, each text's literal ones first);
         `slow`: the texts the library must encode itself."""
         split, added, lattice = self._plan.split, self._added, self._plan.lattice is not None
+        refine = self._plan.refine is not None
         slow: list[int] = []
         literal: list[str] = []
         implied: list[str] = []
@@ -204,10 +205,10 @@ class FastEncoder:
                 n_imp.append(0)
                 continue
             units, k = cut
-            if units and (len(units[0]) > MAX_KEY_CHARS if len(units) == 1 else
-                          lattice and max(map(len, units)) > MAX_KEY_CHARS):
-                # a long unit will not be kept (Chinese has no spaces): the library might as well
-                # encode the whole text, and for Unigram that saves re-running its lattice here
+            if units and (lattice or not refine or not t.isascii()) and max(map(len, units)) > MAX_KEY_CHARS:
+                # a long unit that cannot be cut smaller will not be kept (Chinese has no spaces):
+                # the library might as well encode the whole text (and Unigram's lattice need not
+                # be re-run here)
                 slow.append(i)
                 n_lit.append(0)
                 n_imp.append(0)
