@@ -368,11 +368,15 @@ def test_rope_table_equals_the_direct_computation():
     """The cached table gives rope_cos_sin's values, also past max_position_embeddings (128 in tiny)."""
     model, cfg = tiny("llama")
     positions = torch.tensor([[0, 5, 127], [3, 150, 199]])
-    cos, sin = model.rope(positions, 200, torch.float32)
+    cos, sin = model.rope(positions, 200, "cpu", torch.float32)
     want_cos, want_sin = rope_cos_sin(positions, cfg.attn_head_dim, cfg.rope_theta, torch.float32)
     assert cos.shape == (2, 1, 3, cfg.attn_head_dim)
     torch.testing.assert_close(cos, want_cos, atol=1e-6, rtol=0)
     torch.testing.assert_close(sin, want_sin, atol=1e-6, rtol=0)
+    cos, sin = model.rope(slice(3, 5), 5, "cpu", torch.float32)                # every row at positions 3, 4
+    want_cos, want_sin = rope_cos_sin(torch.tensor([[3, 4]]), cfg.attn_head_dim, cfg.rope_theta, torch.float32)
+    torch.testing.assert_close(cos.expand_as(want_cos), want_cos, atol=1e-6, rtol=0)
+    torch.testing.assert_close(sin.expand_as(want_sin), want_sin, atol=1e-6, rtol=0)
 
 
 # ---- save / load ----------------------------------------------------------------------------------

@@ -90,9 +90,11 @@ class DecoderModel(nn.Module):
                        dtype=dtype or p.dtype, device=device or p.device)
 
     def embed(self, input_ids, position_ids, block_position_ids) -> torch.Tensor:
+        """Word + position embeddings. `position_ids`: (B, T), or a slice when every row sits at the
+        same positions (learned/sinusoidal/rope only): rows of the table, (T, C), no gather."""
         x = self.word(input_ids)                                                  # (B, T, C)
         if self.cfg.position == "learned":
-            x = x + self.position(position_ids)
+            x = x + self.position.weight[position_ids]
         elif self.cfg.position == "sinusoidal":
             x = x + self.position_table[position_ids]
         elif self.cfg.position == "glm2d":
@@ -101,20 +103,21 @@ class DecoderModel(nn.Module):
             x = x + self.position(position_ids) + self.block_position(block_position_ids)
         return maybe_dropout(self.drop, x)
 
-    def rope(self, position_ids, S: int, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """RoPE's cos, sin (B, 1, T, D) for `position_ids`, looked up in a table of positions 0…P-1.
+    def rope(self, position_ids, S: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """RoPE's cos, sin for `position_ids` (as in `embed`), (B, 1, T, D) or (1, T, D) for a slice,
+        looked up in a table of positions 0…S-1 at least.
 
         The table is `rope_cos_sin` of every position, computed once per device (and again if S
         exceeds it) instead of at every decode step; it is not a buffer, so it stays fp32 and
         out of the state dict.
         """
         cfg, table = self.cfg, self._rope_table
-        if table is None or table[0].device != position_ids.device or table[0].shape[0] < S:
+        if table is None or table[0].device != torch.device(device) or table[0].shape[0] < S:
             P = max(cfg.max_position_embeddings, S)
-            positions = torch.arange(P, device=position_ids.device)[None]
+            positions = torch.arange(P, device=device)[None]
             cos, sin = rope_cos_sin(positions, cfg.attn_head_dim, cfg.rope_theta, torch.float32)  # (1, 1, P, D)
             table = self._rope_table = (cos[0, 0], sin[0, 0])
-        return table[0][position_ids][:, None].to(dtype), table[1][position_ids][:, None].to(dtype)
+        return tuple(t[position_ids].unsqueeze(-3).to(dtype) for t in table)
 
     def forward(self, input_ids, attention_mask=None, labels=None, position_ids=None, block_position_ids=None,
                 sep=None, cache: KVCache | None = None, full_logits=False, num_last_logits=0) -> ModelOutput:
@@ -122,10 +125,12 @@ class DecoderModel(nn.Module):
         B, T = input_ids.shape
         past = cache.length if cache is not None else 0
         S = past + T
-        if position_ids is None:
+        if position_ids is None and cfg.position == "glm2d":
             position_ids = torch.arange(past, S, device=input_ids.device).expand(B, T)
+        elif position_ids is None:
+            position_ids = slice(past, S)       # the same positions in every row: table rows, no index tensor
         x = self.embed(input_ids, position_ids, block_position_ids)
-        rope = self.rope(position_ids, S, x.dtype) if cfg.position == "rope" else None
+        rope = self.rope(position_ids, S, x.device, x.dtype) if cfg.position == "rope" else None
         padded = attention_mask is not None and not bool(attention_mask.all())
         kind = cfg.attention_mask if sep is not None else "causal"   # no sep: pure causal (GLM decoding steps)
         if kind == "causal" and not padded and (T == 1 or past == 0):
