@@ -10,7 +10,9 @@ threads), so a bigger machine can stand in for the 2-core laptop the defaults ar
 
 Figures: wall seconds (the promise: under 5 minutes for the default family on 2 cores), CPU
 seconds of the whole process tree (user + system), the validation loss and perplexity from the
-run's manifest, and the first generated sample. CPU time is the honest figure on a shared
+run's manifest, and for GPT and LLaMA the share of the English words in their samples (8 corpus
+prompts, quickstart's sampling settings) that occur in the corpus: the "samples are corpus words,
+not noise" promise as a number. CPU time is the honest figure on a shared
 machine: wall time there measures the neighbours too. On a quiet machine the wall time is at
 most the CPU time (two busy threads make it less).
 """
@@ -50,8 +52,22 @@ def run(family: str, cores: int, max_steps: int | None, keep: Path | None) -> di
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     runs = sorted(out.glob("run-*"))
     evals = {r.name[4:]: json.loads((r / "plmkit.json").read_text())["eval"] for r in runs}
-    return {"family": family, "wall_s": wall, "cpu_s": cpu, "eval": evals, "stdout": done.stdout,
+    rates = {r.name[4:]: corpus_word_rate(r, r.name[4:]) for r in runs if r.name[4:] in ("gpt", "llama")}
+    return {"family": family, "wall_s": wall, "cpu_s": cpu, "eval": evals, "rates": rates, "stdout": done.stdout,
             "command": " ".join(cmd)}
+
+
+def corpus_word_rate(run_dir: Path, family: str) -> float:
+    """Share of the English words GPT/LLaMA sample (quickstart's settings) that the bundled corpus has."""
+    import re
+
+    from plmkit.quickstart import bundled_corpus, pick_sentences, samples_of
+
+    corpus = [str(p) for p in bundled_corpus()]
+    known = {w.lower() for p in Path(corpus[0]).glob("*.txt") for w in re.findall(r"[A-Za-z]+", p.read_text())}
+    samples = samples_of(run_dir, family, pick_sentences(corpus, n=8))
+    words = [w.lower() for s in samples for w in re.findall(r"[A-Za-z]+", s.output[len(s.prompt):])]
+    return sum(w in known for w in words) / max(1, len(words))
 
 
 def main() -> None:
@@ -62,10 +78,11 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, default=None, help="write the runs here instead of a temp folder")
     ap.add_argument("--show", action="store_true", help="print each run's summary")
     args = ap.parse_args()
-    print(f"{'family':<8} {'wall s':>8} {'cpu s':>8}  validation loss / perplexity")
+    print(f"{'family':<8} {'wall s':>8} {'cpu s':>8}  validation loss / perplexity; corpus words in samples")
     for family in args.family:
         r = run(family, args.cores, args.max_steps, args.keep)
         figures = ", ".join(f"{f} {e['loss']:.3f} / {e['perplexity']:.1f}" for f, e in r["eval"].items())
+        figures += "".join(f"; {f} {rate:.0%}" for f, rate in r["rates"].items())
         print(f"{family:<8} {r['wall_s']:>8.1f} {r['cpu_s']:>8.1f}  {figures}", flush=True)
         if args.show:
             print(r["command"])

@@ -36,7 +36,7 @@ def test_one_family_writes_the_ordinary_stage_directories(tmp_path):
     plan = make_plan(["gpt"], tmp_path, ["c.txt"])
     assert [t.path.name for t in plan.tokenizers] == ["tok"]
     assert [d.path.name for d in plan.data] == ["data-clm"]
-    assert [(r.path.name, r.config_file.name, r.steps) for r in plan.runs] == [("run-gpt", "run-gpt.toml", 400)]
+    assert [(r.path.name, r.config_file.name, r.steps) for r in plan.runs] == [("run-gpt", "run-gpt.toml", RECIPES["gpt"].steps)]
 
 
 def test_all_families_share_a_tokenizer_per_kind_and_name_clashing_shards_by_kind(tmp_path):
