@@ -278,6 +278,53 @@ def test_training_is_deterministic(tmp_path, kind):
     assert a["fingerprint"] == b["fingerprint"]
 
 
+@pytest.mark.parametrize("lowercase,strip_accents", [(True, True), (False, False), (True, False)])
+def test_wordpiece_alphabet_batched_calls_equal_one_call_per_character(lowercase, strip_accents):
+    from plmkit.tokenization import pipelines
+
+    rng = np.random.default_rng(0)  # every BMP character below U+3000, and 3000 from the planes above
+    codes = list(range(0x20, 0x3000)) + rng.choice(np.arange(0x3000, 0x2FFFF), 3000, replace=False).tolist()
+    chars = [chr(c) for c in codes if not 0xD800 <= c < 0xE000]
+    tok = pipelines.wordpiece(lowercase, strip_accents, "[UNK]")
+    assert pipelines._normalize_each(tok.normalizer, chars) == [tok.normalizer.normalize_str(c) for c in chars]
+    words = [c for c in chars if not c.isspace()]
+    assert pipelines._one_word_each(tok.pre_tokenizer, words) == \
+        [len(tok.pre_tokenizer.pre_tokenize_str(f"a{c}a")) == 1 for c in words]
+    # An alphabet holding every separator candidate: one call per character.
+    every = list(pipelines._SEPARATORS) + ["É", "中"]
+    assert pipelines._normalize_each(tok.normalizer, every) == [tok.normalizer.normalize_str(c) for c in every]
+
+
+@pytest.mark.parametrize("replay_chars", [10**9, 100])
+def test_wordpiece_second_pass_replays_a_small_corpus_and_rereads_a_large_one(tmp_path, monkeypatch, replay_chars):
+    from plmkit.progress import Progress
+    from plmkit.tokenization import train as train_module
+
+    class Advances(Progress):
+        def __init__(self):
+            self.total = 0.0
+
+        def update(self, advance=0, **fields):
+            self.total += advance
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n\n".join(DOCS), encoding="utf-8")
+    reads = []
+    import plmkit.corpus
+
+    original = plmkit.corpus.iter_documents
+    monkeypatch.setattr(plmkit.corpus, "iter_documents", lambda *a, **k: reads.append(1) or original(*a, **k))
+    monkeypatch.setattr(train_module, "REPLAY_CHARS", replay_chars)
+    shown = Advances()
+    spec = resolve_spec(kind="wordpiece", vocab_size=SIZES["wordpiece"])
+    train_module.train_from_corpus([corpus], tmp_path / "tok", spec, progress=shown)
+    assert len(reads) == (1 if replay_chars > 100 else 2)
+    assert shown.total == pytest.approx(2 * corpus.stat().st_size / 1e6)  # both passes advance the bar
+    reference = tmp_path / "ref"
+    train_tokenizer(DOCS, reference, spec)
+    assert (tmp_path / "tok/tokenizer.json").read_bytes() == (reference / "tokenizer.json").read_bytes()
+
+
 def test_every_50th_document_is_held_out_to_measure_chars_per_token(trained):
     m = json.loads((trained("bert") / "plmkit.json").read_text())
     assert m["corpus"]["documents"] == 150 and m["corpus"]["held_out_documents"] == 3

@@ -79,13 +79,46 @@ def wordpiece_alphabet(char_counts: dict[str, int], tok: Tokenizer, limit: int) 
     ([',', 'a', 'e', '中'], ['a', 'e'])
     """
     normalized: dict[str, int] = {}
-    for ch, n in char_counts.items():
-        for c in tok.normalizer.normalize_str(ch):
+    for form, n in zip(_normalize_each(tok.normalizer, list(char_counts)), char_counts.values(), strict=True):
+        for c in form:
             normalized[c] = normalized.get(c, 0) + n
     chars = sorted((c for c in normalized if not c.isspace()), key=lambda c: (-normalized[c], c))[:limit]
-    isolated = tok.pre_tokenizer.pre_tokenize_str
-    continuing = [c for c in sorted(chars) if len(isolated(f"a{c}a")) == 1 and not _is_cjk(c)]
+    candidates = [c for c in sorted(chars) if not _is_cjk(c)]
+    continuing = [c for c, one in zip(candidates, _one_word_each(tok.pre_tokenizer, candidates), strict=True) if one]
     return sorted(chars), continuing
+
+
+# Separators for the batched calls below: ASCII punctuation, which no normaliser step changes.
+_SEPARATORS = "|~^`@#$%&*+=<>"
+
+
+def _normalize_each(normalizer, chars: list[str]) -> list[str]:
+    """`[normalizer.normalize_str(c) for c in chars]`, in one call for a large alphabet (a call per
+    character costs more than the rest of a small corpus's WordPiece set-up).
+
+    The characters are joined by a separator the normaliser leaves alone; when the output holds
+    exactly one separator fewer than there are characters, no character's normal form contains
+    one, so splitting at them is exact (every step is per character: NFD, mark removal,
+    lower-casing, CJK padding, control-character removal). Otherwise, one call per character.
+    """
+    sep = next((s for s in _SEPARATORS if s not in chars), None)
+    if sep is not None and len(chars) > 1:
+        out = normalizer.normalize_str(sep.join(chars))
+        if out.count(sep) == len(chars) - 1:
+            return out.split(sep)
+    return [normalizer.normalize_str(c) for c in chars]
+
+
+def _one_word_each(pre_tokenizer, chars: list[str]) -> list[bool]:
+    """For each character c, whether `a{c}a` stays one pre-tokenised word (c continues a word),
+    in one call: the probes are joined by spaces and each word counted against the probe its
+    offsets fall in."""
+    if not chars:
+        return []
+    words = [0] * len(chars)
+    for _, (start, _end) in pre_tokenizer.pre_tokenize_str(" ".join(f"a{c}a" for c in chars)):
+        words[start // 4] += 1  # probe i spans characters 4i … 4i+2; the space after it splits
+    return [n == 1 for n in words]
 
 
 def _is_cjk(c: str) -> bool:

@@ -21,7 +21,9 @@ import itertools
 import json
 import os
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ HOLD_OUT_CHARS = 200_000  # … until 200k characters are held out (enough for t
 BATCH = 1000  # documents per batch handed to `train_from_iterator`
 DEFAULT_MIN_FREQUENCY = 2
 DEFAULT_MAX_SENTENCES = 10_000_000
+REPLAY_CHARS = 32_000_000  # WordPiece's second pass replays a corpus this small from memory
 
 
 @dataclass(frozen=True)
@@ -171,9 +174,13 @@ def train_tokenizer(documents: Iterable[str], out: str | os.PathLike, spec: Toke
         specials = special_tokens(spec.names)
         pipelines.finish(tok, PRESETS[spec.preset], specials)
         ids = _role_ids(tok, spec)
-        _write_files(Path(tmp), tok, spec, ids, spm_model)
         sample = split.held_out or split.first
-        n_tokens = sum(len(e.ids) for e in tok.encode_batch_fast(sample, add_special_tokens=False))
+        # Characters per token on the held-out slice, measured while the files are written (the
+        # library encodes without the interpreter lock; the writes wait on the disk).
+        with ThreadPoolExecutor(1) as pool:
+            counting = pool.submit(lambda: sum(len(e.ids) for e in tok.encode_batch_fast(sample, add_special_tokens=False)))
+            _write_files(Path(tmp), tok, spec, ids, spm_model)
+            n_tokens = counting.result()
         stats = {"documents": split.num_documents, "characters": split.num_chars,
                  "held_out_documents": len(split.held_out),
                  "chars_per_token": round(sum(map(len, sample)) / max(1, n_tokens), 4),
@@ -235,7 +242,7 @@ def _char_counts(documents: Iterable[str], progress: Progress, total_mb: float |
         raise TypeError("wordpiece training reads the documents twice: pass a list or a re-iterable, "
                         "not an iterator")
     progress.start("training wordpiece: counting characters", total=total_mb, unit="MB")
-    counts = np.zeros(0x110000, dtype=np.int64)
+    counts = np.zeros(0, dtype=np.int64)  # grows to the largest code point seen
     chunk: list[str] = []
     size = 0
     for doc in itertools.chain(documents, [None]):  # None: flush the last chunk
@@ -244,7 +251,10 @@ def _char_counts(documents: Iterable[str], progress: Progress, total_mb: float |
             size += len(doc)
         if size >= 1 << 20 or (doc is None and chunk):
             codes = np.frombuffer("".join(chunk).encode("utf-32-le", errors="surrogatepass"), dtype=np.uint32)
-            counts += np.bincount(codes, minlength=len(counts))
+            more = np.bincount(codes)
+            if len(more) > len(counts):
+                counts = np.concatenate([counts, np.zeros(len(more) - len(counts), dtype=np.int64)])
+            counts[:len(more)] += more
             chunk, size = [], 0
     return {chr(c): int(counts[c]) for c in np.flatnonzero(counts)}
 
@@ -256,6 +266,60 @@ def _normalized(docs: Iterable[str], steps: list) -> Iterator[str]:
     norm = normalizers.Sequence(steps)
     for doc in docs:
         yield norm.normalize_str(doc)
+
+
+class _Rereadable:
+    """Documents that can be read twice (WordPiece makes two passes): the second pass replays the
+    first from memory when the corpus is small (up to `REPLAY_CHARS` characters), and reads it
+    afresh otherwise. On a small corpus the second read costs as much as the rest of the set-up.
+    A replay advances `progress` exactly as the read did."""
+
+    def __init__(self, read, progress: Progress, keep: bool = True):
+        self.read, self.progress, self.keep = read, progress, keep
+        self._kept: list[str] | None = None
+        self._advances: list[tuple[int, float]] = []  # (documents yielded before, megabytes)
+
+    def __iter__(self) -> Iterator[str]:
+        if self._kept is not None:
+            return self._replay()
+        return self._first()
+
+    def _first(self) -> Iterator[str]:
+        kept: list[str] | None = [] if self.keep else None
+        chars = 0
+        recorder = _Recorder(self.progress, self._advances, lambda: len(kept or ()))
+        recorder.recording = kept is not None
+        for doc in self.read(recorder):
+            if kept is not None:
+                kept.append(doc)
+                chars += len(doc)
+                if chars > REPLAY_CHARS:  # too large to keep: the next pass reads again
+                    kept = None
+                    self._advances.clear()
+                    recorder.recording = False
+            yield doc
+        self._kept = kept
+
+    def _replay(self) -> Iterator[str]:
+        pending = deque(self._advances)
+        for i, doc in enumerate(self._kept):
+            while pending and pending[0][0] <= i:
+                self.progress.update(pending.popleft()[1])
+            yield doc
+        for _, mb in pending:
+            self.progress.update(mb)
+
+
+class _Recorder(Progress):
+    """Forwards progress and notes each advance with the number of documents yielded so far."""
+
+    def __init__(self, inner: Progress, log: list[tuple[int, float]], position):
+        self.inner, self.log, self.position, self.recording = inner, log, position, True
+
+    def update(self, advance: float = 0, **fields: Any) -> None:
+        if self.recording and advance:
+            self.log.append((self.position(), advance))
+        self.inner.update(advance, **fields)
 
 
 class _Megabytes(Progress):
@@ -331,12 +395,11 @@ def train_from_corpus(sources: Sequence[str | os.PathLike], out: str | os.PathLi
         raise PlmkitError("no CORPUS given", hint="pass one or more files, globs or folders")
     inputs = describe_sources(sources)
     reader = {"doc_per_line": doc_per_line, "text_field": text_field, "encoding_errors": encoding_errors}
-    class Documents:  # re-iterable: each pass reads the corpus afresh (WordPiece makes two)
-        def __iter__(self):
-            return iter_documents(sources, doc_per_line=doc_per_line, text_field=text_field,
-                                  encoding_errors=encoding_errors, progress=_Megabytes(progress))
+    def read(shown: Progress):
+        return iter_documents(sources, doc_per_line=doc_per_line, text_field=text_field,
+                              encoding_errors=encoding_errors, progress=_Megabytes(shown))
 
-    docs = Documents()
+    docs = _Rereadable(read, progress, keep=spec.kind == "wordpiece")
     sizes = [i.get("bytes") for i in inputs]
     total_mb = sum(sizes) / 1e6 if None not in sizes else None
     return train_tokenizer(docs, out, spec, inputs=inputs, reader=reader, total_mb=total_mb, force=force,
