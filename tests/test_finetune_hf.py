@@ -84,3 +84,16 @@ def test_t5_and_glm_are_refused_with_one_line(family, files, tmp_path):
     with pytest.raises(PlmkitError, match=f"a fine-tuned {family} model cannot be exported"):
         export_hf(ft_dir, tmp_path / "hf")
     assert not (tmp_path / "hf").exists()
+
+
+def test_plmkit_export_hands_ft_to_the_classification_export(files, tmp_path, run_cli):
+    import transformers
+
+    ft_dir = _finetuned("bert", "classify", files, tmp_path / "ft")
+    code, out, err = run_cli("export", str(ft_dir), "--out", str(tmp_path / "hf"))
+    assert code == 0, err
+    hf = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "hf")
+    assert type(hf).__name__ == "BertForSequenceClassification"
+    assert hf.config.id2label == {0: "x", 1: "y", 2: "z"}
+    code, out, err = run_cli("export", str(ft_dir), "--out", str(tmp_path / "hf"))  # exists: refused
+    assert code == 1 and "--force" in err and len(err.strip().splitlines()) == 1

@@ -10,7 +10,7 @@ import typer
 
 from plmkit.cli.app import app
 
-EPILOG = "Example: plmkit export RUN --format hf --out HF_DIR"
+EPILOG = "Example: plmkit export RUN --format hf --out HF_DIR   (or plmkit export FT --out HF_DIR)"
 
 # What transformers' AutoTokenizer reads; the tokenizer's plmkit.json stays behind (HF_DIR is no plmkit stage).
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "spm.model")
@@ -18,7 +18,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 
 @app.command("export", epilog=EPILOG)
 def export_command(
-    run: Annotated[Path, typer.Argument(help="Run directory written by `plmkit train`.")],
+    run: Annotated[Path, typer.Argument(help="Run directory written by `plmkit train` (or FT/ by `plmkit finetune`).")],
     out: Annotated[Path, typer.Option(help="Directory to create.")],
     format: Annotated[str, typer.Option("--format", help="hf: for transformers' AutoModelFor….from_pretrained.")] = "hf",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
@@ -27,6 +27,8 @@ def export_command(
 
     BERT → BertForPreTraining, RoBERTa → RobertaForMaskedLM, ALBERT → AlbertForPreTraining,
     T5 → T5ForConditionalGeneration, GPT → GPT2LMHeadModel, LLaMA → LlamaForCausalLM.
+    A fine-tuned FT/ → …ForSequenceClassification (classify: BERT, RoBERTa, ALBERT, GPT, LLaMA) or
+    …ForTokenClassification (label-tokens: BERT, RoBERTa, ALBERT).
     """
     from plmkit import ui
 
@@ -42,6 +44,12 @@ def export_run(run: Path, out: Path, format: str = "hf", force: bool = False) ->
 
     if format != "hf":
         raise PlmkitError(f"--format {format!r} is not supported", hint="use --format hf")
+    from plmkit.finetune import is_finetuned
+
+    if is_finetuned(run):  # FT/ → AutoModelFor{Sequence,Token}Classification
+        from plmkit.finetune import export_hf as export_finetuned
+
+        return export_finetuned(run, out, force=force)
     manifest = read_manifest(run, "run", flag="RUN")
     if load_config(run, flag="RUN").family == "glm":
         raise PlmkitError("GLM cannot be exported to Hugging Face format: transformers has no GLM-1 class "
