@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import sys
@@ -75,6 +76,124 @@ def test_chunk_boundaries_never_change_the_documents(tmp_path_factory, pieces, c
         assert docs(f) == expected
     finally:
         corpus.CHUNK_BYTES = old
+
+
+def line_by_line(lines, doc_per_line: bool, limit: int):
+    """The definition of plain-text documents, one line at a time (the reader before it worked on blocks)."""
+    block, size = [], 0
+    for line in lines:
+        line = line.rstrip()
+        if doc_per_line:
+            if line:
+                yield line
+        elif line:
+            block.append(line)
+            size += len(line)
+            if size > limit:
+                raise PlmkitError("a document grew past the limit")
+        elif block:
+            yield "\n".join(block)
+            block, size = [], 0
+    if block:
+        yield "\n".join(block)
+
+
+ERRORS = ("grew past", "has a line longer", "contains no documents")
+
+
+def outcome(documents) -> tuple[list[str], str | None]:
+    """The documents an iterator yields before it stops, and which of the reader's errors stopped it."""
+    out = []
+    try:
+        for doc in documents:
+            out.append(doc)
+    except PlmkitError as e:
+        return out, next(kind for kind in ERRORS if kind in str(e))
+    return out, None
+
+
+@contextlib.contextmanager
+def patched(**values):
+    """Set module constants of plmkit.corpus (hypothesis tests cannot use the monkeypatch fixture)."""
+    old = {k: getattr(corpus, k) for k in values}
+    for k, v in values.items():
+        setattr(corpus, k, v)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            setattr(corpus, k, v)
+
+
+SPACE = ["", "", " ", "\t", "\u2028", "\x85", "\x0c", "\x1c", "\u3000", "\ufeff", " \u2028"]
+WORDS = st.one_of(st.text("ab 中", min_size=1, max_size=3).map(lambda w: w + "a"), st.just(""))  # half blank
+LINE = st.tuples(st.sampled_from(["", " ", "\t"]), WORDS, st.sampled_from(SPACE),
+                 st.sampled_from(["\n", "\n", "\n", "\r\n", "\r", "\n\n", "\n \n", "\n\x85\r\n"]))
+
+
+def reads_like_line_by_line(folder, text: str, chunk: int, limit: int, bom: bool, per_line: bool) -> str | None:
+    """Assert that the reader gives the documents of `line_by_line` (then the same error); returns the error."""
+    data = (b"\xef\xbb\xbf" if bom else b"") + text.encode()
+    f = write(folder / "a.txt", data)
+    with patched(CHUNK_BYTES=chunk, MAX_DOCUMENT_BYTES=limit):
+        got = outcome(iter_documents([f], doc_per_line=per_line))
+        # the same lines, streamed by the same chunked reader (so a too-long-line error comes at the same point)
+        lines = (line for _, line in corpus._lines(resolve_sources([f])[0], "strict", Progress()))
+        streamed = outcome(line_by_line(lines, per_line, limit))
+    if streamed == ([], None):
+        streamed = ([], "contains no documents")
+    assert got == streamed
+    if streamed[1] != "has a line longer":  # the chunked reader's own limit; otherwise the whole-text reading
+        whole = text.replace("\r\n", "\n").replace("\r", "\n").replace("\ufeff", "").split("\n")
+        assert got[0] == outcome(line_by_line(whole, per_line, limit))[0]
+    return got[1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(LINE, min_size=1, max_size=30), st.integers(1, 24), st.booleans(), st.booleans())
+def test_block_reader_equals_the_line_by_line_definition(tmp_path_factory, lines, chunk, bom, per_line):
+    """Same documents for any text and read-chunk size: blank and whitespace-only lines (every
+    `str.isspace` character, e.g. U+2028, U+0085, U+001C at a line end), CR/CRLF, U+FEFF, BOM,
+    documents spanning chunks."""
+    text = "".join("".join(parts) for parts in lines)
+    reads_like_line_by_line(tmp_path_factory.mktemp("r"), text, chunk, 1 << 30, bom, per_line)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.text("ab", min_size=1, max_size=3), st.sampled_from(["", " ", "\u2028", "\x85"]),
+                          st.sampled_from(["\n", "\n", "\n", "\n\n", "\n \n"])), min_size=1, max_size=40),
+       st.integers(1, 24), st.integers(6, 9))
+def test_block_reader_stops_where_the_line_by_line_definition_does(tmp_path_factory, lines, chunk, limit):
+    """`MAX_DOCUMENT_BYTES`: the same documents before the same error. (Lines are at most 6 bytes,
+    so the reader's own too-long-line error never comes first.)"""
+    text = "".join("".join(parts) for parts in lines)
+    error = reads_like_line_by_line(tmp_path_factory.mktemp("r"), text, chunk, limit, False, False)
+    assert error in (None, "grew past")
+
+
+def test_documents_spanning_read_chunks_and_blank_lines_at_chunk_seams(tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus, "CHUNK_BYTES", 8)  # blocks: "one\ntwo\n" | "\n  \nthree\n" | ...
+    f = write(tmp_path / "a.txt", "one\ntwo\n\n  \nthree\n\u2028\nfour\u3000\nfive six seven\n\n\n")
+    assert docs(f) == ["one\ntwo", "three", "four\nfive six seven"]
+    assert docs(f, doc_per_line=True) == ["one", "two", "three", "four", "five six seven"]
+
+
+def test_leading_blank_lines_and_a_last_line_without_line_end(tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus, "CHUNK_BYTES", 4)
+    f = write(tmp_path / "a.txt", "\n \t\n\x1c\nfirst\n\n last \x85")
+    assert docs(f) == ["first", " last"]
+
+
+def test_a_bom_read_alone_in_the_first_chunk(tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus, "CHUNK_BYTES", 3)
+    assert docs(write(tmp_path / "a.txt", b"\xef\xbb\xbfab")) == ["ab"]
+
+
+def test_the_runaway_error_comes_after_the_documents_before_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus, "MAX_DOCUMENT_BYTES", 10)  # counts characters, not line ends
+    f = write(tmp_path / "a.txt", "ok\n\n0123\n45678\n\nfine\n\n0123456789\nX\n")
+    got, error = outcome(iter_documents([f]))
+    assert got == ["ok", "0123\n45678", "fine"] and error == "grew past"
 
 
 # --------------------------------------------------------------------------- JSONL, Parquet, compression
