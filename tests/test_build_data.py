@@ -23,7 +23,15 @@ import numpy as np
 import pytest
 
 from plmkit.corpus import iter_documents
-from plmkit.data.build import SplitRouter, check_tokenizer, validation_draw
+from plmkit.data.build import (
+    Chunker,
+    SplitRouter,
+    _splitmix64,
+    _splitmix64_array,
+    check_tokenizer,
+    validation_draw,
+    validation_draws,
+)
 from plmkit.data.objectives import IGNORE_INDEX, SpecialIds
 from plmkit.data.objectives.mlm import masked_count
 from plmkit.data.objectives.spans import t5_input_target_lengths
@@ -312,6 +320,76 @@ def test_validation_gets_a_document_whenever_there_are_two(tmp_path, builds):
     assert manifest(data)["counts"]["validation"].get("documents", 0) == 0
     assert len(rows(data, "validation")) == 0
     assert len(rows(builds("clm", "--validation-fraction", "0"), "validation")) == 0
+
+
+def test_vectorised_validation_draws_equal_the_scalar_definition():
+    rng = np.random.default_rng(0)
+    ids = np.concatenate([np.arange(20_000), rng.integers(0, 2**63 - 1, 5_000, dtype=np.int64)])
+    for seed in (0, 7, 2**63 - 1):
+        assert validation_draws(seed, ids).tolist() == [validation_draw(seed, int(d)) for d in ids]
+    # uint64 -> float64 rounds to nearest even like Python's int -> float, also at exact ties
+    edges = [0, 1, 2**53 + 1, 2**53 + 3, 2**63 + 2**10, 2**63 + 3 * 2**10, 2**63 + 2**10 + 1, 2**64 - 2**10,
+             2**64 - 1, *rng.integers(0, 2**64 - 1, 10_000, dtype=np.uint64, endpoint=True).tolist()]
+    assert np.array(edges, dtype=np.uint64).astype(np.float64).tolist() == [float(v) for v in edges]
+    assert _splitmix64_array(np.array(edges, dtype=np.uint64)).tolist() == [_splitmix64(v) for v in edges]
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1e-9, 0.3, 0.999999])
+def test_push_many_routes_exactly_like_push(fraction):
+    """Including the last document's ≥ 1 validation / ≥ 1 training rule, for any batch sizes."""
+    rng = np.random.default_rng(1)
+    for n in (1, 2, 3, 40):
+        texts = [f"doc {d}" for d in range(n)]
+        one = SplitRouter(5, fraction)
+        expected = [r for d, t in enumerate(texts) for r in one.push(d, t)] + one.finish()
+        many, got, first = SplitRouter(5, fraction), [], 0
+        while first < n:
+            size = int(rng.integers(0, 7))  # an empty batch too
+            ids, validation, routed = many.push_many(first, texts[first : first + size])
+            got += [("validation" if v else "train", int(d), t) for d, v, t in zip(ids, validation, routed, strict=True)]
+            first += size
+        assert got + many.finish() == expected
+        assert many.count == one.count
+
+
+def test_add_many_cuts_exactly_like_add():
+    """Same chunks (documents, index, bytes), completed at the same documents, for any batch sizes."""
+    rng = np.random.default_rng(2)
+    for max_docs, max_chars in [(3, 10**9), (10**9, 25), (4, 12), (1, 1)]:
+        texts = ["x" * int(k) + "é" for k in rng.integers(0, 15, 200)]
+        ids = sorted(rng.choice(10_000, 200, replace=False).tolist())
+        one = Chunker("train", max_docs, max_chars)
+        expected = [(d, c) for d, t in zip(ids, texts, strict=True) if (c := one.add(d, t)) is not None]
+        many, got, at = Chunker("train", max_docs, max_chars), [], 0
+        while at < len(texts):
+            size = int(rng.integers(1, 30))
+            got += many.add_many(ids[at : at + size], texts[at : at + size])
+            at += size
+        assert [(d, c.index, c.doc_ids, c.texts, c.nbytes) for d, c in got] == \
+            [(d, c.index, c.doc_ids, c.texts, c.nbytes) for d, c in expected]
+        assert (many.flush() or None) == (one.flush() or None)
+
+
+def scalar_stream(docs: list[str], p: dict) -> list:
+    """`_stream_chunks` one document at a time: its definition."""
+    router = SplitRouter(p["seed"], p["validation_fraction"])
+    chunkers = {s: Chunker(s, p["layout"]["chunk_docs"], p["layout"]["chunk_chars"]) for s in ("train", "validation")}
+    routed = [r for d, t in enumerate(docs) for r in router.push(d, t)] + router.finish()
+    out = [c for split, d, t in routed if (c := chunkers[split].add(d, t)) is not None]
+    for split in ("train", "validation"):
+        out += [c for c in [chunkers[split].flush()] if c is not None] + [(split, chunkers[split].count)]
+    return out
+
+
+@pytest.mark.parametrize("batch", [1, 7, 1024])
+def test_stream_chunks_emits_the_chunks_of_the_scalar_definition_in_its_order(monkeypatch, batch):
+    import plmkit.data.build as build
+
+    monkeypatch.setattr(build, "ROUTE_BATCH", batch)
+    p = resolve_params("clm", seq_len=64, validation_fraction=0.3, chunk_docs=5, chunk_chars=700)
+    got = list(build._stream_chunks([str(CORPUS)], p))
+    assert got == scalar_stream(list(iter_documents([CORPUS])), p)
+    assert sum(1 for c in got if not isinstance(c, tuple) and c.split == "validation") > 10  # both splits interleave
 
 
 @pytest.mark.parametrize("objective", ["mlm", "clm"])
