@@ -310,9 +310,10 @@ def _line_batches(blocks: Iterable[str]) -> Iterator[list[str]]:
 def _block_batches(blocks: Iterable[str], source: Source) -> Iterator[list[str]]:
     """Documents are runs of non-blank lines (whitespace-only lines count as blank); a list per block.
 
-    Once its lines are stripped, a block's blank lines are its runs of two or more LFs, or an LF
-    at its start (the line end before it closed the previous block). The documents are the
-    pieces between them; the last piece waits in `carry`, as the next block may continue it.
+    Once its lines are stripped, a block's blank lines are its runs of two or more LFs, or LFs
+    at its start (the line end before them closed the previous block). The documents are the
+    pieces between them (never empty, no LF at either end: the runs are maximal); the last
+    piece waits in `carry`, as the next block may continue it.
 
     >>> list(_block_batches(["a\\nb  \\n\\n\\nc\\n", "d\\n", "\\n\\te\\n"], Source("x", "text")))
     [['a\\nb'], ['c\\nd'], ['\\te']]
@@ -321,16 +322,18 @@ def _block_batches(blocks: Iterable[str], source: Source) -> Iterator[list[str]]
     size = 0  # its characters other than "\n" (the line-by-line definition counts those)
     for block in blocks:
         text = _strip_lines(block)
-        pieces = _BLANK_LINES.split(text)
-        if text.startswith("\n"):
-            pieces.insert(0, "")
+        if text.startswith("\n"):  # the carried document ends at the seam
+            pieces = ["", *_BLANK_LINES.split(text.lstrip("\n"))]
+        else:
+            pieces = _BLANK_LINES.split(text)
         carry.append(pieces[0])
         size += len(pieces[0]) - pieces[0].count("\n")
         if size > MAX_DOCUMENT_BYTES:
             raise _runaway(source)
         if len(pieces) == 1:
             continue
-        docs = list(filter(None, [p.strip("\n") for p in ["".join(carry), *pieces[1:-1]]]))
+        first = "".join(carry).strip("\n")  # "" when the document ended with the previous block
+        docs = [first, *pieces[1:-1]] if first else pieces[1:-1]
         carry, size = [pieces[-1]], len(pieces[-1]) - pieces[-1].count("\n")
         if docs and max(map(len, docs)) > MAX_DOCUMENT_BYTES:
             yield from _within_limit(docs, source)
