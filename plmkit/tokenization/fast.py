@@ -479,16 +479,13 @@ def _wordpiece_plan(cfg: dict) -> _Plan | str:
     norm = cfg.get("normalizer")
     if norm is not None and norm["type"] != "BertNormalizer":
         return f"WordPiece with a {norm['type']} normaliser"
-    isolated = _wordpiece_isolated(json.dumps(norm, sort_keys=True))
-    ascii_b = _char_class(c for c in isolated if c.isascii())
-    full_b = _char_class(isolated)
+    ascii_b, full_b, ideographs_b = _wordpiece_classes(json.dumps(norm, sort_keys=True))
     ascii_re = re.compile(f"[^ \\t\\n\\r{ascii_b}]+|[{ascii_b}]").findall
     full_re = re.compile(f"[^ \\t\\n\\r{full_b}]+|[{full_b}]").findall
     # str.split() cuts at Python's whitespace, which the BERT pipeline also cuts at, except for
     # these (control characters to clean_text, which removes them and so joins their neighbours)
     joined = re.compile("[\\x0b\\x0c\\x1c-\\x1f\\x85]").search
-    ideographs = [c for c in isolated if not c.isascii() and unicodedata.category(c)[0] != "P"]
-    cjk = re.compile(f"[{_char_class(ideographs)}]").search if ideographs else _never
+    cjk = re.compile(f"[{ideographs_b}]").search if ideographs_b else _never
 
     def split(t: str) -> tuple[list[str], int]:
         """Whitespace-separated chunks (fewer, faster) unless the text has CJK or odd controls.
@@ -507,6 +504,15 @@ def _wordpiece_plan(cfg: dict) -> _Plan | str:
 
     # a space is a hard boundary between any two units: unseen ones share library texts
     return _Plan("wordpiece", split, _unit_encoder(cfg), refine=refine, join=_Join(" ", _always))
+
+
+@lru_cache(maxsize=8)
+def _wordpiece_classes(normalizer_json: str) -> tuple[str, str, str]:
+    """Regex class bodies of the isolated characters: the ASCII ones, all, and the ideographs
+    (non-punctuation) among them; built once a process for each normaliser."""
+    isolated = _wordpiece_isolated(normalizer_json)
+    ideographs = [c for c in isolated if not c.isascii() and unicodedata.category(c)[0] != "P"]
+    return _char_class(c for c in isolated if c.isascii()), _char_class(isolated), _char_class(ideographs)
 
 
 @lru_cache(maxsize=8)
@@ -848,15 +854,12 @@ def _itself(unit: str) -> list[str]:
 
 def _char_class(chars) -> str:
     """A regex character class body (ranges) for a set of characters."""
-    codes = sorted({ord(c) for c in chars})
-    parts, i = [], 0
-    while i < len(codes):
-        j = i
-        while j + 1 < len(codes) and codes[j + 1] == codes[j] + 1:
-            j += 1
-        a, b = re.escape(chr(codes[i])), re.escape(chr(codes[j]))
-        parts.append(a if i == j else f"{a}-{b}")
-        i = j + 1
+    codes = np.unique(np.fromiter(map(ord, chars), dtype=np.int64))
+    breaks = np.flatnonzero(np.diff(codes) != 1) + 1  # where a run of consecutive code points ends
+    parts = []
+    for run in np.split(codes, breaks) if len(codes) else []:
+        a, b = re.escape(chr(run[0])), re.escape(chr(run[-1]))
+        parts.append(a if len(run) == 1 else f"{a}-{b}")
     return "".join(parts)
 
 
