@@ -249,8 +249,11 @@ from plmkit.data.build import build_data
 from plmkit.data.params import resolve_params
 t0 = time.perf_counter()
 build_data([{corpus!r}], {tok!r}, {out!r}, resolve_params("mlm", seq_len=128), num_proc={n}, force=True)
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forking parent through exec, so a
+# child of a large bench process would report the bench's own peak.
+hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM")]
 print(json.dumps({{"wall": time.perf_counter() - t0,
-                  "main_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  "main_kb": int(hwm[0].split()[1]) if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                   "worker_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}}))
 """
 

@@ -11,8 +11,8 @@ are file-backed page cache (RssFile, reclaimable), not the process's memory (Rss
 The shard sets are synthetic: uniform random ids below the vocabulary size (uint16; the
 tokenizer is a 2000-token byte-level BPE trained on the repository's corpora/en), written
 straight into the layout `plmkit build-data --objective clm` writes — plmkit's own `ShardWriter`,
-split metadata and `write_manifest`, 8M-token shards of 1024-row record batches (`--batch-rows`
-tries another size), rows of exactly `--seq` tokens — so `plmkit train` accepts them unchanged. Nothing is tokenized and nothing is
+split metadata and `write_manifest`, 8M-token shards of record batches of `CLM_BATCH_ROWS` rows
+as build-data writes them (`--batch-rows` tries another size), rows of exactly `--seq` tokens — so `plmkit train` accepts them unchanged. Nothing is tokenized and nothing is
 hashed. Both sets get the same 256-row validation split (the evaluation at the end then costs
 the same for both). They are written under --root (never in the repository) and deleted at the
 end unless --keep; an existing set with the same parameters is reused.
@@ -109,7 +109,7 @@ def make_data(root: Path, tok_dir: Path, tokens: int, seq: int, batch_rows: int,
     from plmkit.tokenization import load_tokenizer
 
     rows = tokens // seq
-    out = root / f"data-{rows}x{seq}" if batch_rows == 1024 else root / f"data-{rows}x{seq}-b{batch_rows}"
+    out = root / f"data-{rows}x{seq}-b{batch_rows}"
     if (out / "plmkit.json").is_file():
         return out
     tok = load_tokenizer(tok_dir)
@@ -268,12 +268,17 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--workers", default="0,2", help="comma-separated --num-workers values")
     ap.add_argument("--cache", default="hot,cold", help="page-cache states to run: hot, cold or both")
-    ap.add_argument("--batch-rows", type=int, default=1024, help="rows per Arrow record batch of the shards")
+    ap.add_argument("--batch-rows", type=int, default=None,
+                    help="rows per Arrow record batch of the shards (default: what build-data writes for clm)")
     ap.add_argument("--repeats", type=int, default=1, help="runs per (set, workers); medians are shown")
     ap.add_argument("--root", type=Path, default=Path("/work/bench_runs/train_memory"))
     ap.add_argument("--keep", action="store_true", help="keep the shard sets (reused by the next run)")
     ap.add_argument("--scan-probe", action="store_true", help="also time a cold open of the large set two ways")
     args = ap.parse_args()
+    if args.batch_rows is None:
+        from plmkit.data.build import CLM_BATCH_ROWS
+
+        args.batch_rows = CLM_BATCH_ROWS
     root = args.root.resolve()
     assert REPO not in root.parents and root != REPO, "--root must be outside the repository"
     root.mkdir(parents=True, exist_ok=True)

@@ -67,7 +67,7 @@ from plmkit.manifest import fingerprint_of, read_manifest, staging_dir, write_ma
 from plmkit.progress import NULL, Progress
 
 CLM_SHARD_TOKENS = 1 << 23  # clm shards after re-packing: about 8M tokens each
-CLM_BATCH_ROWS = 1024
+CLM_BATCH_ROWS = 8192  # rows per Arrow record batch of a clm shard: fewer batches, less to map when training opens a large set
 TASK_BYTES = 1 << 18  # text per task sent to a worker process (see _Runner)
 ROUTE_BATCH = 1024  # documents routed and chunked per step of _stream_chunks
 
