@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# bench/ must not be on the import path: bench/tokenize.py would shadow the standard library's tokenize.
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
 
 def run(family: str, cores: int, max_steps: int | None, keep: Path | None) -> dict:
@@ -50,7 +52,7 @@ def run(family: str, cores: int, max_steps: int | None, keep: Path | None) -> di
     if done.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    runs = sorted(out.glob("run-*"))
+    runs = sorted(r for r in out.glob("run-*") if r.is_dir())  # run-F/ (run-F.toml beside it is its config)
     evals = {r.name[4:]: json.loads((r / "plmkit.json").read_text())["eval"] for r in runs}
     rates = {r.name[4:]: corpus_word_rate(r, r.name[4:]) for r in runs if r.name[4:] in ("gpt", "llama")}
     return {"family": family, "wall_s": wall, "cpu_s": cpu, "eval": evals, "rates": rates, "stdout": done.stdout,
