@@ -10,7 +10,8 @@ and cached in the work folder.
 On each corpus, in one run, with the same cores for each contender (all of the machine's):
 
 1. `build_data(objective="mlm", seq_len=128)` (the library call behind the CLI: reading,
-   hashing, encoding, segmenting, masking, writing shards) with 1 and 2 worker processes;
+   hashing, encoding, segmenting, masking, writing shards) with `--num-proc` 1 and 2 (this
+   process alone; this process and one forked worker);
 2. the Hugging Face pipeline on the same documents: `Dataset.from_dict` → `map` tokenisation
    (`return_special_tokens_mask=True`, batched, in memory) → `map(group_texts)` into 128-token
    blocks (run_mlm.py) → `DataCollatorForLanguageModeling(mlm_probability=0.15)` over every block
@@ -202,7 +203,7 @@ def compare(corpus: Path, tok_dir: Path, work: Path, repeats: int) -> list[tuple
     print(f"  encoder {encoder}: ids identical to the tokenizers library's on all {len(docs):,} documents: {same}")
     rows = []
     # 1 and 2 workers alternate within each repeat: their ratio is the figure that matters
-    names = ["plmkit build-data mlm, 1 worker", "plmkit build-data mlm, 2 workers"]
+    names = ["plmkit build-data mlm, --num-proc 1", "plmkit build-data mlm, --num-proc 2"]
     medians, walls = measure_interleaved([lambda _, n=n: plmkit_build(corpus, tok_dir, work / f"D{n}", num_proc=n)
                                           for n in (1, 2)], repeats)
     for name, (wall, main, workers) in zip(names, medians, strict=True):
@@ -222,8 +223,9 @@ def compare(corpus: Path, tok_dir: Path, work: Path, repeats: int) -> list[tuple
     print(f"  {corpus.name}: after the builds, this session gets {one:.2f} cores with 1 busy process, {two:.2f} "
           f"with 2: the largest 1 → 2 speed-up the scheduler allows now is {two / one:.2f}x", flush=True)
     main2, workers2 = rows[1][3], rows[1][4]
-    # With 2 workers the main process (reading, routing, writing) runs beside them: on 2 idle cores the
-    # wall time cannot go below max(main, (main + workers) / 2). Shown because this machine is shared.
+    # With --num-proc 2 the main process (reading, routing, writing, and tasks when the worker is
+    # busy) and one worker share 2 cores: the wall time cannot go below max(main, (main + workers) / 2).
+    # Shown because the machine may be shared.
     bound = (rows[0][3] + rows[0][4]) / max(main2, (main2 + workers2) / 2)
     print(f"  {corpus.name}: CPU-time bound on the 1 → 2 worker speed-up with 2 idle cores: {bound:.2f}x", flush=True)
     return rows

@@ -40,6 +40,7 @@ import shutil
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -316,11 +317,16 @@ def _add_stats(total: dict[str, int], more: dict[str, int]) -> None:
 
 
 class _Runner:
-    """Runs chunks in order, in this process or in a process pool, with at most `limit` tasks in flight.
+    """Runs chunks in order on `num_proc` processes: this one and `num_proc - 1` forked workers.
 
-    With several workers, the first chunk still runs here: that warms the encoder's cache of
-    encoded words (`tokenization.fast`), and the pool is forked only then, so every worker starts
-    with the corpus's common words known instead of encoding them again each.
+    This process is one of the N: it reads, routes and writes, and whenever every worker already
+    has a task running and one waiting, it runs the next task itself instead of waiting. (A pool
+    of N workers beside a busy main process would put N + 1 processes on N cores.) Results are
+    taken in task order whatever ran them, so the rows do not depend on N.
+
+    The first chunk runs here before the pool is forked: that warms the encoder's cache of
+    encoded words (`tokenization.fast`), so every worker starts with the corpus's common words
+    known instead of encoding them again each.
 
     A task sent to a worker is a run of consecutive chunks of about `TASK_BYTES` of text
     (one message each way instead of one per chunk): fewer wake-ups of the main process and its
@@ -335,7 +341,8 @@ class _Runner:
         self._pending: deque = deque()
         self._task: list[Chunk] = []
         self._task_bytes = 0
-        self.limit = 2 * num_proc + 2
+        self.limit = 2 * num_proc + 2  # results held, done or not, before this process waits for the oldest
+        self.depth = 2 * (num_proc - 1)  # tasks given to the workers at once: one running and one waiting each
         self.num_proc, self.tokenizer_dir, self.params = num_proc, tokenizer_dir, params
         self._pool = None
         # One encoding thread per process: --num-proc N means N cores. (Set before any encoding,
@@ -355,13 +362,20 @@ class _Runner:
         self._task_bytes += chunk.nbytes
         if self._task_bytes >= TASK_BYTES:
             self._send()
-        while len(self._pending) >= self.limit:
+        while self._pending and (len(self._pending) >= self.limit or self._pending[0].done()):
             yield from self._result(self._pending.popleft())
 
     def _send(self) -> None:
-        if self._task:
+        """Give the current task to a worker, or run it here when the workers are all busy."""
+        if not self._task:
+            return
+        if sum(not f.done() for f in self._pending) < self.depth:
             self._pending.append(self._pool.submit(run_chunks, self._task))
-            self._task, self._task_bytes = [], 0
+        else:
+            done: Future = Future()
+            done.set_result([self._local(c) for c in self._task])
+            self._pending.append(done)
+        self._task, self._task_bytes = [], 0
 
     def _start_pool(self) -> None:
         import multiprocessing as mp
@@ -369,7 +383,7 @@ class _Runner:
 
         ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
         share_with_forks(self._local)  # forked workers start from this (warm) worker
-        self._pool = ProcessPoolExecutor(self.num_proc, mp_context=ctx, initializer=init_worker,
+        self._pool = ProcessPoolExecutor(self.num_proc - 1, mp_context=ctx, initializer=init_worker,
                                          initargs=(self.tokenizer_dir, self.params))
 
     def drain(self) -> Iterator[ChunkResult]:
