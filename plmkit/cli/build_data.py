@@ -40,7 +40,7 @@ def build_data(
                                          "inputs).")] = 128,
     seed: Annotated[int, typer.Option(help="Seed of every random choice (masks, pairs, spans, the validation "
                                       "documents).")] = 0,
-    num_proc: Annotated[int, typer.Option(help="Worker processes; the output is the same for any value.")] = 1,
+    num_proc: Annotated[int, typer.Option(help="Processes (cores) to build with: this one and N-1 forked workers; the output is the same for any value.")] = 1,
     validation_fraction: Annotated[float, typer.Option(help="Share of documents held out for validation (at "
                                                        "least one when the corpus has two or more).")] = 0.01,
     mask_prob: Annotated[float | None, _opt("Share of tokens to predict (default 0.15).", _MASK)] = None,
