@@ -32,7 +32,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from plmkit.corpus import split_sentences
+# bench/ must not be on the import path: its tokenize.py would shadow the standard library's.
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+
+from plmkit.corpus import split_sentences  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 

@@ -34,7 +34,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# bench/ must not be on the import path: this folder's tokenize.py would shadow the standard library's.
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
 SHARED = ROOT.parent / "shared" / "corpora"
 EN_FULL = SHARED / "gutenberg_en_100mb.txt"
