@@ -287,6 +287,7 @@ class _Rereadable:
     def _first(self) -> Iterator[str]:
         kept: list[str] | None = [] if self.keep else None
         chars = 0
+        self._advances = []  # a pass left unfinished recorded some: start afresh
         recorder = _Recorder(self.progress, self._advances, lambda: len(kept or ()))
         recorder.recording = kept is not None
         for doc in self.read(recorder):
