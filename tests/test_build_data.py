@@ -296,6 +296,26 @@ def test_one_and_two_workers_write_identical_bytes(builds, objective):
     assert manifest(one)["fingerprint"] == manifest(two)["fingerprint"]
 
 
+def test_tasks_run_by_the_main_process_or_a_worker_give_the_same_bytes(builds, tok_dir, tmp_path, monkeypatch):
+    """With a task per chunk the workers are soon all busy, so the main process runs tasks too; which
+    process ran a task must not show in the output."""
+    import plmkit.data.build as build_module
+    from plmkit.data.build import build_data
+    from plmkit.data.params import resolve_params
+
+    ran_here = []
+    local = build_module.ChunkWorker.__call__
+    monkeypatch.setattr(build_module, "TASK_BYTES", 1)
+    monkeypatch.setattr(build_module.ChunkWorker, "__call__", lambda self, c: ran_here.append(c.index) or local(self, c))
+    params = resolve_params("mlm", seq_len=64, chunk_docs=4)
+    for n in (2, 3):
+        ran_here.clear()
+        build_data([CORPUS], tok_dir, tmp_path / f"n{n}", params, num_proc=n)
+        assert len(ran_here) > 1, "the main process ran only the warm-up chunk"  # chunk 0 always runs here
+    one = builds("mlm", "--chunk-docs", "4")
+    assert file_hashes(one) == file_hashes(tmp_path / "n2") == file_hashes(tmp_path / "n3")
+
+
 def test_validation_documents_are_chosen_by_seed_and_index(builds):
     docs = list(iter_documents([CORPUS]))
     for seed in (0, 7):
