@@ -67,7 +67,7 @@ def test_num_tokens_sums_every_record_batch_of_every_shard(tmp_path):
     rows = [[1, 2], [3], [4, 5, 6], [7, 8, 9, 10], [11], [12, 13]]  # 13 tokens
     write_split(tmp_path / "train", rows, batch_rows=2, shard_rows=4)  # shards of 4 + 2 rows, batches of 2
     split = ShardSplit(tmp_path / "train")
-    assert split.dataset.data.table.column("input_ids").num_chunks == 3
+    assert split.table.column("input_ids").num_chunks == 3
     assert len(split) == 6 and split.num_tokens() == 13
 
 
@@ -76,7 +76,7 @@ def test_num_tokens_counts_only_the_rows_of_a_sliced_table(tmp_path):
     rows = [[1, 2], [3], [4, 5, 6], [7, 8, 9, 10], [11]]
     write_split(tmp_path / "train", rows, batch_rows=5, shard_rows=5)
     split = ShardSplit(tmp_path / "train")
-    split.dataset = split.dataset.select(range(1, 4))  # rows [3], [4, 5, 6], [7, 8, 9, 10]
+    split.table = split.table.slice(1, 3)  # rows [3], [4, 5, 6], [7, 8, 9, 10]
     assert split.num_tokens() == 8
 
 
@@ -96,3 +96,26 @@ def test_num_tokens_allocates_nothing_per_row(tmp_path):
         pa.set_memory_pool(previous)
     assert total == int(lengths.sum())
     assert pool.max_memory() < 64 << 10, f"{pool.max_memory():,} B of Arrow memory for {len(rows):,} rows"
+
+
+def test_rows_are_taken_across_shards_and_record_batches_in_the_order_asked(tmp_path):
+    rows = [[1, 2], [3], [4, 5, 6], [7, 8, 9, 10], [11], [12, 13]]
+    write_split(tmp_path / "train", rows, batch_rows=2, shard_rows=4)  # batches [0,1] [2,3] | [4,5]
+    split = ShardSplit(tmp_path / "train")
+    got = split.rows(np.array([5, 0, 3, 3, 2]))["input_ids"]
+    assert [g.tolist() for g in got] == [[12, 13], [1, 2], [7, 8, 9, 10], [7, 8, 9, 10], [4, 5, 6]]
+    with pytest.raises(IndexError):
+        split.rows(np.array([6]))
+
+
+def test_a_pickled_split_carries_its_path_not_its_rows(tmp_path):
+    import pickle
+
+    rows = [[7] * 50 for _ in range(2000)]
+    write_split(tmp_path / "train", rows, batch_rows=256, shard_rows=1000)
+    split = ShardSplit(tmp_path / "train")
+    blob = pickle.dumps(split)
+    assert len(blob) < 1000  # 100,000 tokens would be ~200 KB
+    again = pickle.loads(blob)
+    assert len(again) == 2000 and again.num_tokens() == 100_000
+    assert again.rows(np.array([1999]))["input_ids"][0].tolist() == [7] * 50

@@ -12,9 +12,10 @@ so one process with `--grad-accum 4` sees exactly the rows that two processes wi
 `--grad-accum 2` see together. The last `len % batch_size` rows of an epoch's order are not
 used in that epoch (a different set each epoch, since the order is reshuffled).
 
-Shards are memory-mapped Arrow (`datasets.load_from_disk`); rows are read with Arrow takes,
-not Python dicts, and collated in DataLoader workers when `num_workers > 0`. Nothing at start-up
-reads the tokens: the memory that grows with the split is the epoch order (4 bytes a row) and
+Shards are memory-mapped Arrow streams opened for random access (the layout
+`datasets.load_from_disk` reads); rows are sliced out of their record batches, not Python
+dicts, and collated in DataLoader workers when `num_workers > 0`. Nothing at start-up reads the
+tokens: the memory that grows with the split is the epoch order (4 bytes a row) and
 Arrow's record-batch metadata (about 3 KB a record batch); see bench/train_memory.py.
 """
 
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import torch
 
 from plmkit.data.objectives import SpecialIds, example_rng
@@ -36,32 +38,45 @@ Collate = Callable[[dict, np.ndarray, int], dict]
 
 
 class ShardSplit:
-    """One split of a DATA directory, memory-mapped; `rows(indices)` returns numpy columns."""
+    """One split of a DATA directory, memory-mapped; `rows(indices)` returns numpy columns.
+
+    The shards are opened for random access (`shards.open_shard`): only the record batches'
+    headers are read at open, and each row when it is taken. A pickled split (a DataLoader
+    worker started by spawn) carries its path and maps the files again.
+    """
 
     def __init__(self, path: str | Path):
-        import datasets
+        from plmkit.data.shards import open_split
 
         self.path = Path(path)
         if not self.path.is_dir():
             raise PlmkitError(f"{self.path} is missing: the data directory has no {self.path.name} split",
                               hint="rebuild it with `plmkit build-data`")
-        try:
-            dataset = datasets.load_from_disk(str(self.path))
-        except Exception as e:  # datasets raises FileNotFoundError / its own errors for broken dirs
-            raise PlmkitError(f"{self.path} is not a readable shard directory ({type(e).__name__}: {e})",
-                              hint="rebuild it with `plmkit build-data`") from e
-        if not isinstance(dataset, datasets.Dataset):
-            raise PlmkitError(f"{self.path} holds several splits, expected one",
-                              hint="pass the DATA directory that `plmkit build-data` wrote")
-        self.dataset = dataset.with_format("arrow")
-        self.columns = list(dataset.column_names)
+        self.table = open_split(self.path, random_access=True)
+        self.columns = list(self.table.column_names)
+        self._batches = self.table.to_batches()
+        self._starts = np.cumsum([0] + [len(b) for b in self._batches])  # first row of each batch
+
+    def __getstate__(self) -> dict:
+        return {"path": str(self.path)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["path"])
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return self.table.num_rows
 
     def rows(self, indices: np.ndarray) -> dict[str, list[np.ndarray] | np.ndarray]:
-        """The rows at `indices`: list columns as lists of 1-D arrays, scalar columns as one array."""
-        table = self.dataset[np.asarray(indices, dtype=np.int64).tolist()]
+        """The rows at `indices`: list columns as lists of 1-D arrays, scalar columns as one array.
+
+        Each row is sliced out of its record batch (found by bisection) and only those rows are
+        copied: a `take` on the whole table could combine its chunks first."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if len(indices) and (indices.min() < 0 or indices.max() >= len(self)):
+            raise IndexError(f"row index out of range for {len(self)} rows")
+        which = np.searchsorted(self._starts, indices, side="right") - 1
+        pieces = [self._batches[b].slice(int(i - self._starts[b]), 1) for b, i in zip(which, indices, strict=True)]
+        table = pa.Table.from_batches(pieces, schema=self.table.schema)
         out = {}
         for name in self.columns:
             column = table.column(name).combine_chunks()
@@ -80,7 +95,7 @@ class ShardSplit:
         length array would be 4 bytes a row, and would page in every batch's offsets).
         """
         total = 0
-        for chunk in self.dataset.data.table.column(column).chunks:
+        for chunk in self.table.column(column).chunks:
             if len(chunk):
                 offsets = chunk.offsets  # a zero-copy view that honours the chunk's slice
                 total += offsets[len(chunk)].as_py() - offsets[0].as_py()
