@@ -43,6 +43,56 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpora" / "en"
 
 
+class ReferenceRouter:
+    """Step 1 of build.py's docstring, one document at a time: each document goes to validation
+    when `validation_draw(seed, d) < fraction`, except the last, which goes to whichever split
+    would otherwise be empty (two documents or more, fraction above 0). `SplitRouter` must agree."""
+
+    def __init__(self, seed: int, fraction: float):
+        self.seed, self.fraction, self.docs = seed, fraction, []
+
+    def push(self, d: int, text: str) -> None:
+        self.docs.append((d, text))
+
+    def routed(self) -> list[tuple[str, int, str]]:
+        out = [("validation" if self.fraction > 0 and validation_draw(self.seed, d) < self.fraction else "train", d, t)
+               for d, t in self.docs]
+        splits = [s for s, _, _ in out[:-1]]
+        if out and self.fraction > 0 and splits:
+            if "validation" not in splits:
+                out[-1] = ("validation", *out[-1][1:])
+            elif "train" not in splits:
+                out[-1] = ("train", *out[-1][1:])
+        return out
+
+
+class ReferenceChunker:
+    """Step 2, one document at a time: a chunk ends at the document that makes it `max_docs` long
+    or `max_chars` characters. `Chunker.add_many` must cut the same chunks."""
+
+    def __init__(self, split: str, max_docs: int, max_chars: int):
+        self.split, self.max_docs, self.max_chars = split, max_docs, max_chars
+        self.index, self.doc_ids, self.texts = 0, [], []
+
+    def add(self, d: int, text: str) -> tuple | None:
+        self.doc_ids.append(d)
+        self.texts.append(text)
+        if len(self.texts) >= self.max_docs or sum(map(len, self.texts)) >= self.max_chars:
+            return self.flush()
+        return None
+
+    def flush(self) -> tuple | None:
+        if not self.texts:
+            return None
+        chunk = (self.split, self.index, self.doc_ids, self.texts, len("".join(self.texts).encode("utf-8")))
+        self.index, self.doc_ids, self.texts = self.index + 1, [], []
+        return chunk
+
+
+def as_tuple(chunk) -> tuple:
+    return chunk.split, chunk.index, chunk.doc_ids, chunk.texts, chunk.nbytes
+
+
 @pytest.fixture(scope="session")
 def tok_dir(tmp_path_factory) -> Path:
     from plmkit.tokenization import resolve_spec, train_from_corpus
@@ -62,10 +112,10 @@ def tok(tok_dir):
 @pytest.fixture(scope="session")
 def split_docs(tok) -> dict[str, list[np.ndarray]]:
     """The token ids of each split's documents, routed as the build routes them (seed 0, 1%)."""
-    router, out = SplitRouter(0, 0.01), {"train": [], "validation": []}
-    docs = list(iter_documents([CORPUS]))
-    routed = [r for d, text in enumerate(docs) for r in router.push(d, text)] + router.finish()
-    for split, _, text in routed:
+    router, out = ReferenceRouter(0, 0.01), {"train": [], "validation": []}
+    for d, text in enumerate(iter_documents([CORPUS])):
+        router.push(d, text)
+    for split, _, text in router.routed():
         out[split].append(text)
     return {s: tok.encode_batch(texts) for s, texts in out.items()}
 
@@ -329,11 +379,11 @@ def test_validation_documents_are_chosen_by_seed_and_index(builds):
 
 def test_validation_gets_a_document_whenever_there_are_two(tmp_path, builds):
     router = SplitRouter(seed=0, fraction=1e-9)
-    routed = [s for d in range(5) for s, _, _ in router.push(d, "x")] + [s for s, _, _ in router.finish()]
-    assert routed == ["train"] * 4 + ["validation"]
+    validation = router.push_many(0, ["x"] * 5)[1].tolist()
+    assert validation == [False] * 4 and [s for s, _, _ in router.finish()] == ["validation"]
     router = SplitRouter(seed=0, fraction=0.999999)
-    routed = [s for d in range(3) for s, _, _ in router.push(d, "x")] + [s for s, _, _ in router.finish()]
-    assert routed == ["validation"] * 2 + ["train"]
+    validation = router.push_many(0, ["x"] * 3)[1].tolist()
+    assert validation == [True] * 2 and [s for s, _, _ in router.finish()] == ["train"]
     one = tmp_path / "one.txt"
     one.write_text("A single document with several words in it.\n")
     data = builds("clm", "--validation-fraction", "0.5", corpus=one)
@@ -355,49 +405,52 @@ def test_vectorised_validation_draws_equal_the_scalar_definition():
 
 
 @pytest.mark.parametrize("fraction", [0.0, 1e-9, 0.3, 0.999999])
-def test_push_many_routes_exactly_like_push(fraction):
-    """Including the last document's ≥ 1 validation / ≥ 1 training rule, for any batch sizes."""
+def test_split_router_routes_as_the_reference_for_any_batch_sizes(fraction):
+    """Including the last document's ≥ 1 validation / ≥ 1 training rule."""
     rng = np.random.default_rng(1)
     for n in (1, 2, 3, 40):
         texts = [f"doc {d}" for d in range(n)]
-        one = SplitRouter(5, fraction)
-        expected = [r for d, t in enumerate(texts) for r in one.push(d, t)] + one.finish()
+        reference = ReferenceRouter(5, fraction)
+        for d, t in enumerate(texts):
+            reference.push(d, t)
         many, got, first = SplitRouter(5, fraction), [], 0
         while first < n:
             size = int(rng.integers(0, 7))  # an empty batch too
             ids, validation, routed = many.push_many(first, texts[first : first + size])
             got += [("validation" if v else "train", int(d), t) for d, v, t in zip(ids, validation, routed, strict=True)]
             first += size
-        assert got + many.finish() == expected
-        assert many.count == one.count
+        assert got + many.finish() == reference.routed()
+        assert many.count == {s: sum(r[0] == s for r in reference.routed()) for s in ("train", "validation")}
 
 
-def test_add_many_cuts_exactly_like_add():
-    """Same chunks (documents, index, bytes), completed at the same documents, for any batch sizes."""
+def test_chunker_cuts_as_the_reference_for_any_batch_sizes():
+    """Same chunks (documents, index, bytes), completed at the same documents."""
     rng = np.random.default_rng(2)
     for max_docs, max_chars in [(3, 10**9), (10**9, 25), (4, 12), (1, 1)]:
         texts = ["x" * int(k) + "é" for k in rng.integers(0, 15, 200)]
         ids = sorted(rng.choice(10_000, 200, replace=False).tolist())
-        one = Chunker("train", max_docs, max_chars)
-        expected = [(d, c) for d, t in zip(ids, texts, strict=True) if (c := one.add(d, t)) is not None]
+        reference = ReferenceChunker("train", max_docs, max_chars)
+        expected = [(d, c) for d, t in zip(ids, texts, strict=True) if (c := reference.add(d, t)) is not None]
         many, got, at = Chunker("train", max_docs, max_chars), [], 0
         while at < len(texts):
             size = int(rng.integers(1, 30))
             got += many.add_many(ids[at : at + size], texts[at : at + size])
             at += size
-        assert [(d, c.index, c.doc_ids, c.texts, c.nbytes) for d, c in got] == \
-            [(d, c.index, c.doc_ids, c.texts, c.nbytes) for d, c in expected]
-        assert (many.flush() or None) == (one.flush() or None)
+        assert [(d, as_tuple(c)) for d, c in got] == expected
+        last = many.flush()
+        assert (last and as_tuple(last)) == reference.flush()
 
 
 def scalar_stream(docs: list[str], p: dict) -> list:
-    """`_stream_chunks` one document at a time: its definition."""
-    router = SplitRouter(p["seed"], p["validation_fraction"])
-    chunkers = {s: Chunker(s, p["layout"]["chunk_docs"], p["layout"]["chunk_chars"]) for s in ("train", "validation")}
-    routed = [r for d, t in enumerate(docs) for r in router.push(d, t)] + router.finish()
-    out = [c for split, d, t in routed if (c := chunkers[split].add(d, t)) is not None]
+    """`_stream_chunks` one document at a time, from the reference definitions."""
+    router = ReferenceRouter(p["seed"], p["validation_fraction"])
+    for d, t in enumerate(docs):
+        router.push(d, t)
+    lay = p["layout"]
+    chunkers = {s: ReferenceChunker(s, lay["chunk_docs"], lay["chunk_chars"]) for s in ("train", "validation")}
+    out = [c for split, d, t in router.routed() if (c := chunkers[split].add(d, t)) is not None]
     for split in ("train", "validation"):
-        out += [c for c in [chunkers[split].flush()] if c is not None] + [(split, chunkers[split].count)]
+        out += [c for c in [chunkers[split].flush()] if c is not None] + [(split, chunkers[split].index)]
     return out
 
 
@@ -407,9 +460,9 @@ def test_stream_chunks_emits_the_chunks_of_the_scalar_definition_in_its_order(mo
 
     monkeypatch.setattr(build, "ROUTE_BATCH", batch)
     p = resolve_params("clm", seq_len=64, validation_fraction=0.3, chunk_docs=5, chunk_chars=700)
-    got = list(build._stream_chunks([str(CORPUS)], p))
+    got = [c if isinstance(c, tuple) else as_tuple(c) for c in build._stream_chunks([str(CORPUS)], p)]
     assert got == scalar_stream(list(iter_documents([CORPUS])), p)
-    assert sum(1 for c in got if not isinstance(c, tuple) and c.split == "validation") > 10  # both splits interleave
+    assert sum(1 for c in got if len(c) == 5 and c[0] == "validation") > 10  # both splits interleave
 
 
 @pytest.mark.parametrize("objective", ["mlm", "clm"])

@@ -119,26 +119,23 @@ def validation_draws(seed: int, doc_ids: np.ndarray) -> np.ndarray:
 class SplitRouter:
     """Sends each document to train or validation; see step 1 of the module docstring.
 
+    A document's split is `validation_draw(seed, d) < fraction`, except the last one's: it is held
+    back until `finish`, which sends it to whichever split would otherwise be empty (when the
+    corpus has two documents or more and the fraction is not 0).
+
     >>> r = SplitRouter(seed=0, fraction=0.0001)  # so small that no document is drawn …
-    >>> [s for d in range(3) for s, _, _ in r.push(d, "text")] + [s for s, _, _ in r.finish()]
-    ['train', 'train', 'validation']
+    >>> r.push_many(0, ["a", "b", "c"])[1].tolist(), r.finish()  # … but the last one goes to validation
+    ([False, False], [('validation', 2, 'c')])
     """
 
     def __init__(self, seed: int, fraction: float):
         self.seed, self.fraction = seed, fraction
         self.count = dict.fromkeys(SPLITS, 0)
         self._held: tuple[int, str] | None = None
-        self._key = _splitmix64(seed)  # validation_draw's first step, once (this runs per document)
-
-    def _natural(self, d: int) -> str:
-        if self.fraction <= 0:
-            return "train"
-        return "validation" if _splitmix64(self._key ^ d) / 2.0**64 < self.fraction else "train"
 
     def push_many(self, first: int, texts: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """`push(d, text)` for d = first, first + 1, … in one call: the (document ids, is-validation
-        mask, texts) of the documents it routes, in order (the held one first, the last one held).
-        """
+        """Documents first, first + 1, … in: the (document ids, is-validation mask, texts) of the
+        documents routed, in order (the one held before first; the last one of `texts` is held)."""
         if not texts:
             return np.zeros(0, np.int64), np.zeros(0, bool), []
         ids = np.arange(first, first + len(texts), dtype=np.int64)
@@ -155,27 +152,20 @@ class SplitRouter:
         self.count["train"] += ids.size - n
         return ids, validation, texts
 
-    def _route(self, d: int, text: str, split: str) -> tuple[str, int, str]:
-        self.count[split] += 1
-        return split, d, text
-
-    def push(self, d: int, text: str) -> list[tuple[str, int, str]]:
-        out = [] if self._held is None else [self._route(*self._held, self._natural(self._held[0]))]
-        self._held = (d, text)
-        return out
-
     def finish(self) -> list[tuple[str, int, str]]:
+        """The held last document as (split, id, text), if any."""
         if self._held is None:
             return []
         d, text = self._held
         self._held = None
-        split = self._natural(d)
+        split = "validation" if self.fraction > 0 and validation_draw(self.seed, d) < self.fraction else "train"
         if self.fraction > 0 and sum(self.count.values()) >= 1:  # ≥ 2 documents in all
             if self.count["validation"] == 0:
                 split = "validation"
             elif self.count["train"] == 0:
                 split = "train"
-        return [self._route(d, text, split)]
+        self.count[split] += 1
+        return [(split, d, text)]
 
 
 class Chunker:
@@ -186,17 +176,9 @@ class Chunker:
         self.count = 0
         self._chunk, self._chars = Chunk(split, 0), 0
 
-    def add(self, d: int, text: str) -> Chunk | None:
-        self._chunk.doc_ids.append(d)
-        self._chunk.texts.append(text)
-        self._chars += len(text)
-        if len(self._chunk.texts) >= self.max_docs or self._chars >= self.max_chars:
-            return self.flush()
-        return None
-
     def add_many(self, doc_ids: list[int], texts: list[str]) -> list[tuple[int, Chunk]]:
-        """`add(d, text)` for each document in one call: the chunks completed, each with the id
-        of the document that completed it (to order the chunks of both splits as `add` would).
+        """Append documents; the chunks they complete, each with the id of the document that
+        completed it (so that the chunks of both splits can be put in corpus order).
 
         A chunk ends at the first document that makes it `max_docs` long or `max_chars` chars:
         found with a search in the cumulative lengths, not one step per document.
@@ -450,8 +432,7 @@ def _stream_chunks(corpus: Sequence[str], p: dict[str, Any]) -> Iterator[Chunk |
         done.sort(key=lambda x: x[0])  # the order in which document-by-document chunking completes them
         yield from (chunk for _, chunk in done)
     for split, di, t in router.finish():
-        if (chunk := chunkers[split].add(di, t)) is not None:
-            yield chunk
+        yield from (chunk for _, chunk in chunkers[split].add_many([di], [t]))
     for split in SPLITS:
         if (chunk := chunkers[split].flush()) is not None:
             yield chunk
