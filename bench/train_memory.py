@@ -34,9 +34,10 @@ The memory a run could need in proportion to the shard set is the epoch order (a
 of every row index): the script prints its size in bytes per row alongside.
 
 `--scan-probe` measures, after the table, only the step that opens the large set (reading every
-record batch's header), from a cold cache, two ways: `pa.memory_map` as `datasets.load_from_disk`
-does it (Arrow hints WILLNEED over each record batch it reads, so the whole file is fetched), and
-a Python `mmap` with `MADV_RANDOM` handed to Arrow as a buffer (only the header pages).
+record batch's header), from a cold cache, two ways with `plmkit.data.shards.open_shard`:
+`pa.memory_map` as `datasets.load_from_disk` does it (Arrow hints WILLNEED over each record batch
+it reads, so the whole file is fetched), and `random_access=True` as training opens shards: a
+Python `mmap` with `MADV_RANDOM` handed to Arrow as a buffer (only the header pages).
 """
 
 from __future__ import annotations
@@ -204,32 +205,20 @@ class Poller(threading.Thread):
 
 def scan_probe(data: Path) -> None:
     """Open every train shard cold, two ways; print time, bytes fetched from storage and RssFile."""
-    import mmap
-
-    import pyarrow as pa
-
-    from plmkit.data.shards import shard_files
+    from plmkit.data.shards import open_shard, shard_files
 
     def read_bytes() -> int:
         return int(next(x for x in Path("/proc/self/io").read_text().splitlines() if x.startswith("read_bytes")).split()[1])
 
-    for how in ("pa.memory_map", "mmap+MADV_RANDOM"):
+    for how, random_access in (("pa.memory_map", False), ("mmap+MADV_RANDOM (what training uses)", True)):
         evict(data)
         before, file_before, t0 = read_bytes(), _status(os.getpid())["RssFile"], time.perf_counter()
-        tables, maps = [], []
-        for path in shard_files(data / "train"):
-            if how == "pa.memory_map":
-                tables.append(pa.ipc.open_stream(pa.memory_map(str(path))).read_all())
-                continue
-            with open(path, "rb") as f:
-                maps.append(mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ))
-            maps[-1].madvise(mmap.MADV_RANDOM)
-            tables.append(pa.ipc.open_stream(pa.BufferReader(pa.py_buffer(maps[-1]))).read_all())
+        tables = [open_shard(path, random_access) for path in shard_files(data / "train")]
         rows = sum(t.num_rows for t in tables)
         print(f"cold open of {rows:,} rows with {how}: {time.perf_counter() - t0:.2f} s, "
               f"{(read_bytes() - before) / MB:.0f} MB read from storage, "
               f"RssFile +{(_status(os.getpid())['RssFile'] - file_before) / 1024:.0f} MB")
-        del tables, maps
+        del tables
 
 
 def run_train(data: Path, run: Path, *, workers: int, steps: int, batch: int) -> dict:
