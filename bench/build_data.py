@@ -21,12 +21,12 @@ On each corpus, in one run, with the same cores for each contender (all of the m
 Figures are MB of corpus (UTF-8 bytes) per second of wall time, medians of `--repeats`; CPU
 seconds of this process and its children are shown too, because other processes share the
 machine (the ratios measured in one run are what to compare). Targets: plmkit ≥ 3× the HF
-pipeline; 1 → 2 workers ≥ 1.6×.
+pipeline; `--num-proc` 1 → 2 ≥ 1.6×.
 
-`--objectives`: MB/s of every other objective (2 workers, one run each) on the English slice.
+`--objectives`: MB/s of every other objective (`--num-proc 2`, one run each) on the English slice.
 `--rss`: peak RSS of the main process and of the largest worker for mlm on the whole 100 MB file.
 `--big-gb X`: a generated corpus of X GB (the English slice's paragraphs, shuffled and repeated),
-peak RSS and 1 vs 2 worker throughput on it.
+peak RSS and `--num-proc` 1 vs 2 throughput on it.
 """
 
 from __future__ import annotations
@@ -202,7 +202,7 @@ def compare(corpus: Path, tok_dir: Path, work: Path, repeats: int) -> list[tuple
                    docs[i : i + 1000]), strict=True))
     print(f"  encoder {encoder}: ids identical to the tokenizers library's on all {len(docs):,} documents: {same}")
     rows = []
-    # 1 and 2 workers alternate within each repeat: their ratio is the figure that matters
+    # --num-proc 1 and 2 alternate within each repeat: their ratio is the figure that matters
     names = ["plmkit build-data mlm, --num-proc 1", "plmkit build-data mlm, --num-proc 2"]
     medians, walls = measure_interleaved([lambda _, n=n: plmkit_build(corpus, tok_dir, work / f"D{n}", num_proc=n)
                                           for n in (1, 2)], repeats)
@@ -210,7 +210,7 @@ def compare(corpus: Path, tok_dir: Path, work: Path, repeats: int) -> list[tuple
         rows.append((name, mb / wall, wall, main, workers))
         print(report(f"{corpus.name}: {name}", mb, wall, main, workers), flush=True)
     pair = statistics.median(a / b for a, b in zip(*walls, strict=True))
-    print(f"  {corpus.name}: 1 → 2 worker wall speed-up, median of the {repeats} paired runs: {pair:.2f}x", flush=True)
+    print(f"  {corpus.name}: --num-proc 1 → 2 wall speed-up, median of the {repeats} paired runs: {pair:.2f}x", flush=True)
     fresh = lambda: load_tokenizer(tok_dir)  # noqa: E731 (the encoder's cache starts empty, as in a build)
     for name, fn, setup in [
         ("HF map + group_texts + MLM collator", lambda _: hf_pipeline(list(iter_documents([corpus])), tok_dir), None),
@@ -227,7 +227,7 @@ def compare(corpus: Path, tok_dir: Path, work: Path, repeats: int) -> list[tuple
     # busy) and one worker share 2 cores: the wall time cannot go below max(main, (main + workers) / 2).
     # Shown because the machine may be shared.
     bound = (rows[0][3] + rows[0][4]) / max(main2, (main2 + workers2) / 2)
-    print(f"  {corpus.name}: CPU-time bound on the 1 → 2 worker speed-up with 2 idle cores: {bound:.2f}x", flush=True)
+    print(f"  {corpus.name}: CPU-time bound on the --num-proc 1 → 2 speed-up with 2 idle cores: {bound:.2f}x", flush=True)
     return rows
 
 
@@ -312,10 +312,10 @@ def main() -> None:
         rows = compare(corpus, tok, work, repeats)
         results[corpus.name] = rows
         plm1, plm2, hf = rows[0][1], rows[1][1], rows[2][1]
-        print(f"  => plmkit (best) / HF = {max(plm1, plm2) / hf:.2f}x (target 3x); 2 / 1 workers = "
+        print(f"  => plmkit (best) / HF = {max(plm1, plm2) / hf:.2f}x (target 3x); --num-proc 2 / 1 = "
               f"{plm2 / plm1:.2f}x (target 1.6x)", flush=True)
     if args.objectives:
-        print("objectives (2 workers):")
+        print("objectives (--num-proc 2):")
         objectives(en, tok, work, 1)  # one run each: eight builds of 20 MB
     if args.rss:
         print("peak RSS:")
