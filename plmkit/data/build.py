@@ -70,6 +70,8 @@ from plmkit.progress import NULL, Progress
 CLM_SHARD_TOKENS = 1 << 23  # clm shards after re-packing: about 8M tokens each
 CLM_BATCH_ROWS = 8192  # rows per Arrow record batch of a clm shard: fewer batches, less to map when training opens a large set
 TASK_BYTES = 1 << 18  # text per task sent to a worker process (see _Runner)
+PIPE_BYTES = 1 << 20  # pipe buffer asked for between this process and its workers (see _widen_pipes)
+WARM_CHARS = 1 << 15  # text encoded before forking workers, to warm the encoder's cache (see _Runner._warm)
 ROUTE_BATCH = 1024  # documents routed and chunked per step of _stream_chunks
 
 
@@ -306,9 +308,11 @@ class _Runner:
     of N workers beside a busy main process would put N + 1 processes on N cores.) Results are
     taken in task order whatever ran them, so the rows do not depend on N.
 
-    The first chunk runs here before the pool is forked: that warms the encoder's cache of
-    encoded words (`tokenization.fast`), so every worker starts with the corpus's common words
-    known instead of encoding them again each.
+    Before the pool is forked, this process encodes the first `WARM_CHARS` characters of the
+    corpus (ids discarded): that warms the encoder's cache of encoded words
+    (`tokenization.fast`), so every worker starts with the corpus's common words known instead
+    of encoding them again each. (Running the whole first chunk here did the same, but kept the
+    workers idle while it ran: 20 ms of a 0.3 s build of a Chinese novel.)
 
     A task sent to a worker is a run of consecutive chunks of about `TASK_BYTES` of text
     (one message each way instead of one per chunk): fewer wake-ups of the main process and its
@@ -335,11 +339,12 @@ class _Runner:
 
     def submit(self, chunk: Chunk) -> Iterator[ChunkResult]:
         """Queue `chunk`; yields the results that must be taken to stay within the limit."""
-        if self.num_proc == 1 or self._pool is None:
+        if self.num_proc == 1:
             yield self._local(chunk)
-            if self.num_proc > 1:
-                self._start_pool()
             return
+        if self._pool is None:
+            self._warm(chunk)
+            self._start_pool()
         self._task.append(chunk)
         self._task_bytes += chunk.nbytes
         if self._task_bytes >= TASK_BYTES:
@@ -347,17 +352,29 @@ class _Runner:
         while self._pending and (len(self._pending) >= self.limit or self._pending[0].done()):
             yield from self._result(self._pending.popleft())
 
-    def _send(self) -> None:
+    def _send(self, last: bool = False) -> None:
         """Give the current task to a worker, or run it here when the workers are all busy."""
         if not self._task:
             return
-        if sum(not f.done() for f in self._pending) < self.depth:
+        # the last task: this process would only wait, so it runs it unless a worker is idle
+        if sum(not f.done() for f in self._pending) < (self.num_proc - 1 if last else self.depth):
             self._pending.append(self._pool.submit(run_chunks, self._task))
         else:
             done: Future = Future()
             done.set_result([self._local(c) for c in self._task])
             self._pending.append(done)
         self._task, self._task_bytes = [], 0
+
+    def _warm(self, chunk: Chunk) -> None:
+        """Encode the start of the first chunk (ids discarded) so that forked workers start with
+        the corpus's common words in the encoder's cache instead of each encoding them again."""
+        budget, texts = WARM_CHARS, []
+        for t in chunk.texts:
+            texts.append(t[:budget])
+            budget -= len(texts[-1])
+            if budget <= 0:
+                break
+        self._local.tok.encode_batch(texts)
 
     def _start_pool(self) -> None:
         import multiprocessing as mp
@@ -367,10 +384,11 @@ class _Runner:
         share_with_forks(self._local)  # forked workers start from this (warm) worker
         self._pool = ProcessPoolExecutor(self.num_proc - 1, mp_context=ctx, initializer=init_worker,
                                          initargs=(self.tokenizer_dir, self.params))
+        _widen_pipes(self._pool)
 
     def drain(self) -> Iterator[ChunkResult]:
         if self._pool is not None:
-            self._send()
+            self._send(last=True)
         while self._pending:
             yield from self._result(self._pending.popleft())
 
@@ -392,6 +410,24 @@ class _Runner:
             os.environ.pop("TOKENIZERS_PARALLELISM", None)
         else:
             os.environ["TOKENIZERS_PARALLELISM"] = self._env
+
+
+def _widen_pipes(pool) -> None:
+    """Let a task or a result (up to a few MB) cross the pool's pipes in one or two writes.
+
+    With Linux's default 64 KB pipes, moving one takes ~16 reads or writes by a thread of this
+    process, each of which must take the GIL back from the main thread while it encodes: the
+    worker then waits ~20 ms per task for its next task. Best effort (the pipes are the
+    executor's private attributes): left as they are where that fails.
+    """
+    try:
+        import fcntl
+
+        size = min(PIPE_BYTES, int(Path("/proc/sys/fs/pipe-max-size").read_text()))
+        for queue in (pool._call_queue, pool._result_queue):  # one end sizes the whole pipe
+            fcntl.fcntl(queue._writer.fileno(), fcntl.F_SETPIPE_SZ, size)
+    except (ImportError, AttributeError, OSError, ValueError):
+        pass
 
 
 class _Meter:

@@ -61,7 +61,7 @@ def _make_encoder(hf, tokenizer_json: str) -> Encoder:
             pass
         else:
             try:
-                return FastEncoder(tokenizer_json)
+                return FastEncoder(tokenizer_json, library=hf)
             except NotImplementedError:
                 pass
     return LibraryEncoder(hf)
@@ -83,7 +83,7 @@ class Tokenizer:
         self.sentinel_ids: list[int] = list(manifest["sentinels"])
         self.special_ids = np.array(sorted(set(self.roles.values()) | set(self.sentinel_ids)), dtype=np.int64)
         self._check_consistent(manifest)
-        self._starts, self._ends_space = _word_tables(self.hf, self.kind, self.special_ids)
+        self._word_tables: tuple[np.ndarray, np.ndarray] | None = None  # built when first asked (whole-word masking)
         self._encoder = _make_encoder(self.hf, text)
 
     def _check_consistent(self, manifest: dict[str, Any]) -> None:
@@ -126,10 +126,13 @@ class Tokenizer:
         >>> # byte-level BPE: "Hello world!\\nBye" → Hello Ġworld ! Ċ Bye
         >>> # word starts:                           T     T      F T  T
         """
+        if self._word_tables is None:
+            self._word_tables = _word_tables(self.hf, self.kind, self.special_ids)
+        starts, ends_space = self._word_tables
         ids = np.asarray(ids, dtype=np.int64)
-        mask = self._starts[ids]
+        mask = starts[ids]
         if len(ids):
-            mask[1:] |= self._ends_space[ids[:-1]]
+            mask[1:] |= ends_space[ids[:-1]]
             mask[0] = True
         return mask
 

@@ -134,10 +134,13 @@ class FastEncoder:
     says why). Not thread-safe (the unit tables are shared): one encoder per worker.
     """
 
-    def __init__(self, tokenizer: str | HFTokenizer, *, cache_units: int = CACHE_UNITS):
+    def __init__(self, tokenizer: str | HFTokenizer, *, cache_units: int = CACHE_UNITS,
+                 library: HFTokenizer | None = None):
+        """`library`: the library's tokenizer built from this same json, if the caller has one
+        (saves parsing it again); it encodes the texts the fast path cannot."""
         text = tokenizer if isinstance(tokenizer, str) else tokenizer.to_str()
         cfg = json.loads(text)
-        self._tok = HFTokenizer.from_str(text)
+        self._tok = library if library is not None else HFTokenizer.from_str(text)
         self._cache_units = cache_units
         try:
             plan = _make_plan(cfg)
