@@ -295,6 +295,35 @@ def test_wordpiece_alphabet_batched_calls_equal_one_call_per_character(lowercase
     assert pipelines._normalize_each(tok.normalizer, every) == [tok.normalizer.normalize_str(c) for c in every]
 
 
+def reference_wordpiece_alphabet(char_counts, tok, limit):
+    """`pipelines.wordpiece_alphabet` by its definition: one character at a time."""
+    normalized = {}
+    for c, n in char_counts.items():
+        for d in tok.normalizer.normalize_str(c):
+            normalized[d] = normalized.get(d, 0) + n
+    chars = sorted((c for c in normalized if not c.isspace()), key=lambda c: (-normalized[c], c))[:limit]
+    cjk = lambda c: any(lo <= ord(c) <= hi for lo, hi in [(0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2FA1F),  # noqa: E731
+                                                        (0xF900, 0xFAFF)])
+    continuing = [c for c in sorted(chars) if not cjk(c) and len(tok.pre_tokenizer.pre_tokenize_str(f"a{c}a")) == 1]
+    return sorted(chars), continuing
+
+
+@pytest.mark.parametrize("lowercase,strip_accents", [(True, True), (False, False)])
+def test_wordpiece_alphabet_is_the_most_frequent_normalised_characters(lowercase, strip_accents):
+    """Counts merge where normalisation does (A → a, é → e), ties go to the lower code point, CJK
+    ideographs and punctuation never continue a word; checked against the per-character definition
+    on random counts with many ties, for limits that cut the alphabet anywhere."""
+    from plmkit.tokenization import pipelines
+
+    rng = np.random.default_rng(1)
+    pool = list("AaBbÉéèe中文字,.!?-_ \t\n\u3000\u0301ßﬁ") + [chr(c) for c in rng.integers(0x21, 0x2FFFF, 400)
+                                                          if not 0xD800 <= c < 0xE000]
+    tok = pipelines.wordpiece(lowercase, strip_accents, "[UNK]")
+    for limit in (1, 3, 10, 50, 10_000):
+        counts = {c: int(rng.integers(1, 6)) for c in pool}  # counts 1..5: ties everywhere
+        assert pipelines.wordpiece_alphabet(counts, tok, limit) == reference_wordpiece_alphabet(counts, tok, limit)
+
+
 @pytest.mark.parametrize("replay_chars", [10**9, 100])
 def test_wordpiece_second_pass_replays_a_small_corpus_and_rereads_a_large_one(tmp_path, monkeypatch, replay_chars):
     from plmkit.progress import Progress
