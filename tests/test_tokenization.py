@@ -324,6 +324,28 @@ def test_wordpiece_alphabet_is_the_most_frequent_normalised_characters(lowercase
         assert pipelines.wordpiece_alphabet(counts, tok, limit) == reference_wordpiece_alphabet(counts, tok, limit)
 
 
+@pytest.mark.parametrize("lowercase,strip_accents", [(True, True), (False, False)])
+def test_held_out_token_count_counts_ideographs_as_the_library_does(trained, lowercase, strip_accents):
+    """`count_tokens` counts CJK ideograph runs itself (one token per ideograph) and leaves the rest
+    to the library: the library's own total, on text where ideographs touch Latin letters, special
+    tokens, combining marks, controls and compatibility ideographs, and on every BMP ideograph
+    (most of them [UNK] here)."""
+    from tokenizers import Tokenizer
+
+    from plmkit.tokenization.train import count_tokens
+
+    tok = Tokenizer.from_file(str(trained("bert", lowercase=lowercase, strip_accents=strip_accents) / "tokenizer.json"))
+    texts = FIXTURE + DOCS[:20] + [
+        "a中b", "中[MASK]文", "x中\u0301文y", "中\x00文", "豈更車 \uf900\ufaff", "AB語言CD模型ef", "中\ufe00文",
+        "".join(chr(c) + ("" if c % 7 else "x") for c in range(0x3400, 0x4DC0)),
+        "".join(chr(c) + ("" if c % 5 else ", ") for c in range(0x4E00, 0xA000)),
+        "".join(map(chr, range(0xF900, 0xFB00))),
+    ]
+    for batch in (texts, texts[-3:], [""]):
+        assert count_tokens(tok, batch, "wordpiece") == \
+            sum(len(e.ids) for e in tok.encode_batch(batch, add_special_tokens=False))
+
+
 @pytest.mark.parametrize("replay_chars", [10**9, 100])
 def test_wordpiece_second_pass_replays_a_small_corpus_and_rereads_a_large_one(tmp_path, monkeypatch, replay_chars):
     from plmkit.progress import Progress
