@@ -10,10 +10,10 @@ The pipeline, and why each step is shaped the way it is:
 2. **Chunk.** Each split's documents are cut into chunks of `chunk_docs` documents or
    `chunk_chars` characters, whichever comes first, and `shard_chunks` consecutive chunks form
    a *group*. These boundaries depend on the corpus and the parameters only.
-3. **Work.** Chunks go to `work.ChunkWorker`, in this process (`--num-proc 1`, and the first
-   chunk always) or in a pool of processes, at most `2 × num_proc + 2` in flight (memory stays
-   bounded by that, not by the corpus); results come back in order. Rows depend only on the
-   chunk, never on the worker.
+3. **Work.** Chunks go to `work.ChunkWorker`, in this process or in forked worker processes
+   (`--num-proc N`: this one and N − 1 workers, see `_Runner`), at most `2 × num_proc + 2` in
+   flight (memory stays bounded by that, not by the corpus); results come back in order. Rows
+   depend only on the chunk, never on the process.
 4. **Group files.** Each group's rows go to one Arrow file in a work folder beside `--out`,
    `.OUT.work-KEY/` (KEY = fingerprint of corpus, tokenizer and parameters), written under a
    temporary name and renamed when the group is complete. A rerun of an interrupted build
