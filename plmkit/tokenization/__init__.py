@@ -21,6 +21,7 @@ import numpy as np
 
 from plmkit.errors import PlmkitError
 from plmkit.manifest import read_manifest
+from plmkit.tokenization.pipelines import CJK_RANGES
 from plmkit.tokenization.presets import DEFAULT_PRESET, KINDS, PRESETS
 from plmkit.tokenization.roles import NUM_SENTINELS, ROLES
 from plmkit.tokenization.train import TokenizerSpec, resolve_spec, train_from_corpus, train_tokenizer
@@ -29,7 +30,6 @@ __all__ = ["DEFAULT_PRESET", "KINDS", "PRESETS", "ROLES", "Tokenizer", "Tokenize
            "resolve_spec", "train_from_corpus", "train_tokenizer"]
 
 FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "spm.model", "plmkit.json")
-CJK_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x2FA1F))  # BERT's blocks, merged
 BYTE_LEVEL_SPACES = "Ġ" + "Ċ" + "ĉ" + "č"  # space, \n, \t, \r as byte-level BPE spells them
 
 

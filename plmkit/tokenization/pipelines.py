@@ -28,6 +28,10 @@ from tokenizers import (
 
 from plmkit.tokenization.presets import Preset
 
+# The CJK ideograph blocks, each character of which BertNormalizer's `handle_chinese_chars` pads with
+# spaces: exactly so in the BMP; the astral blocks are merged into one range, gaps included.
+CJK_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x2FA1F))
+
 
 def text_normalizers(kind: str, lowercase: bool, strip_accents: bool) -> list[normalizers.Normalizer]:
     """Lower-casing and accent stripping for the kinds whose model has no BERT normaliser.
@@ -138,13 +142,10 @@ def _one_word_each(pre_tokenizer, chars: list[str]) -> list[bool]:
     return [n == 1 for n in words]
 
 
-_CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2FA1F), (0xF900, 0xFAFF))
-
-
 def _is_cjk_code(codes: np.ndarray) -> np.ndarray:
     """Which code points are CJK ideographs, as BertNormalizer's `handle_chinese_chars` splits them."""
     out = np.zeros(codes.shape, dtype=bool)
-    for lo, hi in _CJK_RANGES:
+    for lo, hi in CJK_RANGES:
         out |= (codes >= lo) & (codes <= hi)
     return out
 

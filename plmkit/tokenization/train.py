@@ -194,8 +194,8 @@ def train_tokenizer(documents: Iterable[str], out: str | os.PathLike, spec: Toke
     return manifest
 
 
-# CJK ideographs of the BMP, each of which BertNormalizer (handle_chinese_chars) pads with spaces
-IDEOGRAPH_RUNS = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+# Runs of the BMP's CJK ideographs: those blocks hold no character BertNormalizer leaves unpadded
+IDEOGRAPH_RUNS = re.compile("[" + "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in pipelines.CJK_RANGES if hi <= 0xFFFF) + "]+")
 
 
 def count_tokens(tok, texts: list[str], kind: str) -> int:
