@@ -297,13 +297,15 @@ def test_wordpiece_alphabet_batched_calls_equal_one_call_per_character(lowercase
 
 def reference_wordpiece_alphabet(char_counts, tok, limit):
     """`pipelines.wordpiece_alphabet` by its definition: one character at a time."""
+    from plmkit.tokenization import pipelines
+
     normalized = {}
     for c, n in char_counts.items():
         for d in tok.normalizer.normalize_str(c):
             normalized[d] = normalized.get(d, 0) + n
     chars = sorted((c for c in normalized if not c.isspace()), key=lambda c: (-normalized[c], c))[:limit]
-    cjk = lambda c: any(lo <= ord(c) <= hi for lo, hi in [(0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2FA1F),  # noqa: E731
-                                                        (0xF900, 0xFAFF)])
+    plain = pipelines.wordpiece(False, False, "[UNK]").normalizer
+    cjk = lambda c: plain.normalize_str(c) == f" {c} "  # noqa: E731 (an ideograph: padded with spaces)
     continuing = [c for c in sorted(chars) if not cjk(c) and len(tok.pre_tokenizer.pre_tokenize_str(f"a{c}a")) == 1]
     return sorted(chars), continuing
 
@@ -324,6 +326,16 @@ def test_wordpiece_alphabet_is_the_most_frequent_normalised_characters(lowercase
         assert pipelines.wordpiece_alphabet(counts, tok, limit) == reference_wordpiece_alphabet(counts, tok, limit)
 
 
+def test_cjk_ranges_are_the_characters_the_bert_normalizer_pads():
+    from plmkit.tokenization import pipelines
+
+    normalizer = pipelines.wordpiece(False, False, "[UNK]").normalizer
+    codes = np.array([c for c in range(0x2000, 0x30000) if not 0xD800 <= c < 0xE000])
+    chars = [chr(c) for c in codes]
+    padded = np.array([f == f" {c} " for c, f in zip(chars, pipelines._normalize_each(normalizer, chars), strict=True)])
+    assert (pipelines._is_cjk_code(codes) == padded).all()
+
+
 @pytest.mark.parametrize("lowercase,strip_accents", [(True, True), (False, False)])
 def test_held_out_token_count_counts_ideographs_as_the_library_does(trained, lowercase, strip_accents):
     """`count_tokens` counts CJK ideograph runs itself (one token per ideograph) and leaves the rest
@@ -340,6 +352,9 @@ def test_held_out_token_count_counts_ideographs_as_the_library_does(trained, low
         "".join(chr(c) + ("" if c % 7 else "x") for c in range(0x3400, 0x4DC0)),
         "".join(chr(c) + ("" if c % 5 else ", ") for c in range(0x4E00, 0xA000)),
         "".join(map(chr, range(0xF900, 0xFB00))),
+        "".join(chr(c) + ("" if c % 3 else "z") for lo, hi in [(0x20000, 0x20100), (0x2A6D0, 0x2A710), (0x2B810, 0x2B930),
+                                                           (0x2CEA0, 0x2CEC0), (0x2F7F0, 0x2F810)]
+                for c in range(lo, hi)),
     ]
     for batch in (texts, texts[-3:], [""]):
         assert count_tokens(tok, batch, "wordpiece") == \

@@ -28,9 +28,10 @@ from tokenizers import (
 
 from plmkit.tokenization.presets import Preset
 
-# The CJK ideograph blocks, each character of which BertNormalizer's `handle_chinese_chars` pads with
-# spaces: exactly so in the BMP; the astral blocks are merged into one range, gaps included.
-CJK_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x2FA1F))
+# The code points BertNormalizer's `handle_chinese_chars` pads with spaces, as the library has them
+# (not quite BERT's original list: U+2B820–U+2B91F is not among them); a test checks them all.
+CJK_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x2A6DF), (0x2A700, 0x2B81F),
+              (0x2B920, 0x2CEAF), (0x2F800, 0x2FA1F))
 
 
 def text_normalizers(kind: str, lowercase: bool, strip_accents: bool) -> list[normalizers.Normalizer]:

@@ -194,8 +194,8 @@ def train_tokenizer(documents: Iterable[str], out: str | os.PathLike, spec: Toke
     return manifest
 
 
-# Runs of the BMP's CJK ideographs: those blocks hold no character BertNormalizer leaves unpadded
-IDEOGRAPH_RUNS = re.compile("[" + "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in pipelines.CJK_RANGES if hi <= 0xFFFF) + "]+")
+# Runs of the characters BertNormalizer pads with spaces (CJK ideographs)
+IDEOGRAPH_RUNS = re.compile("[" + "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in pipelines.CJK_RANGES) + "]+")
 
 
 def count_tokens(tok, texts: list[str], kind: str) -> int:
