@@ -288,20 +288,26 @@ print(json.dumps([[build(1), build(2)] for _ in range({repeats})]))
 """
 
 
+def run_child(code: str) -> str:
+    """Run `code` in a fresh Python; its last line of output (its stderr too if it fails)."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"a child build failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return done.stdout.strip().splitlines()[-1]
+
+
 def scaling_runs(corpus: Path, tok_dir: Path, work: Path, repeats: int) -> list:
     """`repeats` pairs of ((wall, CPU, worker CPU) with --num-proc 1, the same with 2), built in a
     fresh process that does nothing else."""
     code = _SCALING_CHILD.format(root=str(ROOT), corpus=str(corpus), tok=str(tok_dir), out=str(work / "D"),
                                  repeats=repeats)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(run_child(code))
 
 
 def peak_rss(corpus: Path, tok_dir: Path, work: Path, num_proc: int) -> dict:
     """Build in a fresh process; its peak RSS and its largest worker's (ru_maxrss, KiB)."""
     code = _RSS_CHILD.format(root=str(ROOT), corpus=str(corpus), tok=str(tok_dir), out=str(work / "R"), n=num_proc)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    res = json.loads(done.stdout.strip().splitlines()[-1])
+    res = json.loads(run_child(code))
     res["mb_s"] = corpus.stat().st_size / 1e6 / res["wall"]
     print(f"  {corpus.name} ({corpus.stat().st_size / 1e6:.0f} MB), {num_proc} worker(s): {res['mb_s']:.2f} MB/s, "
           f"peak RSS main {res['main_kb'] / 1024:.0f} MiB, largest worker {res['worker_kb'] / 1024:.0f} MiB", flush=True)
