@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -381,6 +382,24 @@ def test_the_pipes_to_worker_processes_hold_a_task_in_one_write(tok_dir):
         want = min(PIPE_BYTES, int(Path("/proc/sys/fs/pipe-max-size").read_text()))
         for queue in (runner._pool._call_queue, runner._pool._result_queue):
             assert fcntl.fcntl(queue._reader.fileno(), fcntl.F_GETPIPE_SZ) == want
+    finally:
+        runner.close(ok=True)
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="forked workers only")
+def test_forked_workers_keep_the_parents_objects_out_of_their_garbage_collection(tok_dir):
+    """Workers are forked with the parent's objects frozen (see _Runner._start_pool); the parent's are not."""
+    import gc
+
+    from plmkit.data.build import _Runner
+    from plmkit.data.params import resolve_params
+    from plmkit.tokenization import load_tokenizer
+
+    runner = _Runner(str(tok_dir), load_tokenizer(tok_dir), resolve_params("mlm", seq_len=64), num_proc=2)
+    try:
+        runner._start_pool()
+        assert runner._pool.submit(gc.get_freeze_count).result() > 1000
+        assert gc.get_freeze_count() == 0
     finally:
         runner.close(ok=True)
 

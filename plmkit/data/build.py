@@ -33,6 +33,7 @@ across the seams; slice directories keep each group's clm remainder for that).
 from __future__ import annotations
 
 import bisect
+import gc
 import itertools
 import json
 import os
@@ -385,6 +386,13 @@ class _Runner:
         self._pool = ProcessPoolExecutor(self.num_proc - 1, mp_context=ctx, initializer=init_worker,
                                          initargs=(self.tokenizer_dir, self.params))
         _widen_pipes(self._pool)
+        # Fork now (the executor forks at its first task) with this process's objects frozen: a
+        # worker's garbage collector then never walks them, which would copy every page they lie on.
+        gc.freeze()
+        try:
+            self._pool.submit(os.getpid)
+        finally:
+            gc.unfreeze()
 
     def drain(self) -> Iterator[ChunkResult]:
         if self._pool is not None:
