@@ -126,6 +126,18 @@ def test_units_cached_in_one_text_are_reused_in_another(name, trained, documents
     assert sum(t.size for t in enc._tables) < sum(len(d.split()) for d in documents)  # units were reused
 
 
+@pytest.mark.parametrize("name", ["wordpiece", "bpe", "unigram", "sp-bpe"])
+def test_warming_learns_every_unit_the_texts_need(name, trained, documents):
+    """After `warm(texts)`, encoding those texts finds every unit it keeps in the tables (units over
+    MAX_KEY_CHARS are never kept), and gives the library's ids."""
+    enc = FastEncoder(trained[name])
+    enc.warm(documents[:60] + NASTY)
+    known = [len(t.index) for t in enc._tables]
+    assert sum(known) > 100
+    assert_same(enc, trained[name], documents[:60] + NASTY)
+    assert [len(t.index) for t in enc._tables] == known
+
+
 def test_a_literal_special_token_sends_its_text_to_the_library(trained):
     enc = FastEncoder(trained["wordpiece"])
     tok = Tokenizer.from_str(trained["wordpiece"])

@@ -110,6 +110,12 @@ class Tokenizer:
     def encode(self, text: str) -> np.ndarray:
         return self.encode_batch([text])[0]
 
+    def warm(self, texts: list[str]) -> None:
+        """Let the encoder learn the words of `texts` ahead of encoding text like them (the fast
+        encoder caches each distinct word's ids; the library's encoder has nothing to learn)."""
+        if hasattr(self._encoder, "warm"):
+            self._encoder.warm(list(texts))
+
     def decode(self, ids, skip_special_tokens: bool = False) -> str:
         return self.hf.decode(np.asarray(ids).tolist(), skip_special_tokens=skip_special_tokens)
 

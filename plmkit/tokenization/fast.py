@@ -175,6 +175,16 @@ class FastEncoder:
             out[i] = ids
         return out
 
+    def warm(self, texts: list[str]) -> None:
+        """Encode each distinct unit of `texts` once, ids discarded: cheaper than encoding the texts
+        (no gather, each unit looked up once), and the tables then hold their units. (A process
+        forking workers warms its tables first, so that each worker does not learn them again.)"""
+        if self._plan is None or not texts:
+            return
+        _, literal, implied, _, _ = self._cut(list(texts))
+        self._literal.rows(list(dict.fromkeys(literal)))
+        self._implied.rows(list(dict.fromkeys(implied)))
+
     def _reset(self) -> None:
         plan = self._plan
         if plan is None:
