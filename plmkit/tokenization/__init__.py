@@ -36,6 +36,8 @@ BYTE_LEVEL_SPACES = "Ġ" + "Ċ" + "ĉ" + "č"  # space, \n, \t, \r as byte-level
 class Encoder(Protocol):
     def encode_batch(self, texts: list[str]) -> list[np.ndarray]: ...
 
+    def warm(self, texts: list[str]) -> None: ...
+
 
 class LibraryEncoder:
     """The `tokenizers` library's batch encoder (Rust, parallel over texts)."""
@@ -46,6 +48,9 @@ class LibraryEncoder:
     def encode_batch(self, texts: list[str]) -> list[np.ndarray]:
         encodings = self.hf.encode_batch_fast(texts, add_special_tokens=False)
         return [np.asarray(e.ids, dtype=np.int32) for e in encodings]
+
+    def warm(self, texts: list[str]) -> None:
+        """Nothing to learn: the library keeps no cache."""
 
 
 def _make_encoder(hf, tokenizer_json: str) -> Encoder:
@@ -113,8 +118,7 @@ class Tokenizer:
     def warm(self, texts: list[str]) -> None:
         """Let the encoder learn the words of `texts` ahead of encoding text like them (the fast
         encoder caches each distinct word's ids; the library's encoder has nothing to learn)."""
-        if hasattr(self._encoder, "warm"):
-            self._encoder.warm(list(texts))
+        self._encoder.warm(list(texts))
 
     def decode(self, ids, skip_special_tokens: bool = False) -> str:
         return self.hf.decode(np.asarray(ids).tolist(), skip_special_tokens=skip_special_tokens)

@@ -164,8 +164,7 @@ class FastEncoder:
         texts = list(texts)
         if self._plan is None or not texts:
             return self._library(texts)
-        if sum(t.size for t in self._tables) > self._cache_units or sum(t.used for t in self._tables) > CACHE_IDS:
-            self._reset()
+        self._bound_tables()
         slow, literal, implied, n_lit, n_imp = self._cut(texts)
         out, unsafe = self._assemble(literal, implied, n_lit, n_imp)
         slow = sorted(set(slow) | set(unsafe))
@@ -181,9 +180,15 @@ class FastEncoder:
         forking workers warms its tables first, so that each worker does not learn them again.)"""
         if self._plan is None or not texts:
             return
+        self._bound_tables()
         _, literal, implied, _, _ = self._cut(list(texts))
         self._literal.rows(list(dict.fromkeys(literal)))
         self._implied.rows(list(dict.fromkeys(implied)))
+
+    def _bound_tables(self) -> None:
+        """Empty the tables once they hold more than `cache_units` units or CACHE_IDS ids."""
+        if sum(t.size for t in self._tables) > self._cache_units or sum(t.used for t in self._tables) > CACHE_IDS:
+            self._reset()
 
     def _reset(self) -> None:
         plan = self._plan
