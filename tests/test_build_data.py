@@ -367,41 +367,38 @@ def test_tasks_run_by_the_main_process_or_a_worker_give_the_same_bytes(builds, t
     assert file_hashes(one) == file_hashes(tmp_path / "n2") == file_hashes(tmp_path / "n3")
 
 
-@pytest.mark.skipif(not Path("/proc/sys/fs/pipe-max-size").exists(), reason="Linux pipes only")
-def test_the_pipes_to_worker_processes_hold_a_task_in_one_write(tok_dir):
-    """Default 64 KB pipes made a worker wait ~20 ms for each ~1 MB task (see build._widen_pipes)."""
-    import fcntl
-
-    from plmkit.data.build import PIPE_BYTES, _Runner
-    from plmkit.data.params import resolve_params
-    from plmkit.tokenization import load_tokenizer
-
-    runner = _Runner(str(tok_dir), load_tokenizer(tok_dir), resolve_params("mlm", seq_len=64), num_proc=2)
-    try:
-        runner._start_pool()
-        want = min(PIPE_BYTES, int(Path("/proc/sys/fs/pipe-max-size").read_text()))
-        for queue in (runner._pool._call_queue, runner._pool._result_queue):
-            assert fcntl.fcntl(queue._reader.fileno(), fcntl.F_GETPIPE_SZ) == want
-    finally:
-        runner.close(ok=True)
-
-
-@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="forked workers only")
-def test_forked_workers_keep_the_parents_objects_out_of_their_garbage_collection(tok_dir):
-    """Workers are forked with the parent's objects frozen (see _Runner._start_pool); the parent's are not."""
-    import gc
-
+@pytest.fixture
+def two_process_runner(tok_dir):
+    """A `_Runner` for --num-proc 2 with its worker forked, stopped after the test."""
     from plmkit.data.build import _Runner
     from plmkit.data.params import resolve_params
     from plmkit.tokenization import load_tokenizer
 
     runner = _Runner(str(tok_dir), load_tokenizer(tok_dir), resolve_params("mlm", seq_len=64), num_proc=2)
-    try:
-        runner._start_pool()
-        assert runner._pool.submit(gc.get_freeze_count).result() > 1000
-        assert gc.get_freeze_count() == 0
-    finally:
-        runner.close(ok=True)
+    runner._start_pool()
+    yield runner
+    runner.close(ok=True)
+
+
+@pytest.mark.skipif(not Path("/proc/sys/fs/pipe-max-size").exists(), reason="Linux pipes only")
+def test_the_pipes_to_worker_processes_hold_a_task_in_one_write(two_process_runner):
+    """Default 64 KB pipes made a worker wait ~20 ms for each ~1 MB task (see build._widen_pipes)."""
+    import fcntl
+
+    from plmkit.data.build import PIPE_BYTES
+
+    want = min(PIPE_BYTES, int(Path("/proc/sys/fs/pipe-max-size").read_text()))
+    for queue in (two_process_runner._pool._call_queue, two_process_runner._pool._result_queue):
+        assert fcntl.fcntl(queue._reader.fileno(), fcntl.F_GETPIPE_SZ) == want
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="forked workers only")
+def test_forked_workers_keep_the_parents_objects_out_of_their_garbage_collection(two_process_runner):
+    """Workers are forked with the parent's objects frozen (see _Runner._start_pool); the parent's are not."""
+    import gc
+
+    assert two_process_runner._pool.submit(gc.get_freeze_count).result() > 1000
+    assert gc.get_freeze_count() == 0
 
 
 def test_validation_documents_are_chosen_by_seed_and_index(builds):
